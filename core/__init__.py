@@ -1,0 +1,167 @@
+"""seqlib's core: tensors, autograd, ops, functional ops, masks, losses and gradcheck.
+
+Everything here is re-exported by ``seqlib``; users write ``import seqlib as sl``.
+"""
+
+import numpy as _numpy
+
+from core import cuda, dtypes, functional, losses, masking  # noqa: F401
+from core.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from core.backend import Device
+from core.creation import (
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    normal,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from core.dtypes import (
+    bool,  # noqa: A004
+    double,
+    float,  # noqa: A004
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    half,
+    int,  # noqa: A004
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    set_default_dtype,
+    short,
+    uint8,
+)
+from core.gradcheck import GradcheckError, gradcheck
+from core.ops.arithmetic import add, div, maximum, minimum, mul, neg, pow, sub  # noqa: A004
+from core.ops.compare import (
+    allclose,
+    eq,
+    equal,
+    ge,
+    gt,
+    isclose,
+    isfinite,
+    isinf,
+    isnan,
+    le,
+    logical_and,
+    logical_not,
+    logical_or,
+    lt,
+    ne,
+)
+from core.ops.indexing import gather, index_select, masked_fill
+from core.ops.linalg import einsum, matmul
+from core.ops.pointwise import (
+    abs,  # noqa: A004
+    ceil,
+    clamp,
+    cos,
+    erf,
+    exp,
+    floor,
+    log,
+    log1p,
+    round,  # noqa: A004
+    rsqrt,
+    sigmoid,
+    sign,
+    sin,
+    sqrt,
+    tanh,
+    tril,
+    triu,
+    trunc,
+    where,
+)
+from core.ops.reduce import (
+    all,  # noqa: A004
+    amax,
+    amin,
+    any,  # noqa: A004
+    argmax,
+    argmin,
+    cumsum,
+    logsumexp,
+    max,  # noqa: A004
+    mean,
+    min,  # noqa: A004
+    norm,
+    prod,
+    std,
+    sum,  # noqa: A004
+    var,
+)
+from core.ops.shape import (
+    cat,
+    chunk,
+    expand,
+    flatten,
+    flip,
+    movedim,
+    permute,
+    repeat,
+    reshape,
+    roll,
+    split,
+    squeeze,
+    stack,
+    t,
+    transpose,
+    unbind,
+    unflatten,
+    unsqueeze,
+    view,
+)
+from core.random import (
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
+)
+from core.tensor import Tensor
+
+dtype = _numpy.dtype
+device = Device
+clip = clamp
+concat = concatenate = cat
+
+
+def is_tensor(obj) -> bool:  # noqa: A001 - shadows the builtin bool above, as PyTorch
+    """True if ``obj`` is a Tensor."""
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input: Tensor) -> bool:
+    return input.is_floating_point()
+
+
+def numel(input: Tensor) -> int:
+    return input.numel()
+
+try:  # registers the einops backend when einops is installed
+    from core import einops_backend  # noqa: F401
+except ImportError:  # pragma: no cover - einops is optional
+    pass

@@ -1,0 +1,209 @@
+"""Activations and softmax as single fused Functions with hand-written backward."""
+
+from __future__ import annotations
+
+import math
+
+from core import dtypes
+from core.autograd.function import Function
+from core.backend import get_array_module
+from core.ops._util import normalize_dim
+from core.special import erf
+from core.tensor import Tensor
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = get_array_module(x).maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * (out > 0)
+
+
+class LeakyReLU(Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return get_array_module(x).where(x > 0, x, x * slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return get_array_module(g).where(x > 0, g, g * ctx.slope), None
+
+
+class GELU(Function):
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = get_array_module(x)
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            inner = (x + 0.044715 * x * x * x) * math.sqrt(2 / math.pi)
+            return 0.5 * x * (1 + xp.tanh(inner))
+        return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        xp = get_array_module(x)
+        if ctx.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            t = xp.tanh((x + 0.044715 * x * x * x) * k)
+            slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+            return g * slope, None
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return g * (cdf + x * pdf), None
+
+
+class SiLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        s = get_array_module(x).tanh(x * 0.5) * 0.5 + 0.5
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved_tensors
+        return g * s * (1 + x * (1 - s))
+
+
+class ELU(Function):
+    @staticmethod
+    def forward(ctx, x, alpha):
+        xp = get_array_module(x)
+        out = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+        ctx.save_for_backward(x, out)
+        ctx.alpha = alpha
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        return get_array_module(g).where(x > 0, g, g * (out + ctx.alpha)), None
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        out = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        gy = g * out
+        return gy - out * gy.sum(axis=ctx.dim, keepdims=True), None
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        out = log_softmax_array(x, dim)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        xp = get_array_module(g)
+        return g - xp.exp(out) * g.sum(axis=ctx.dim, keepdims=True), None
+
+
+def log_softmax_array(x, dim: int):
+    """``x - logsumexp(x)`` along ``dim`` on a raw array, stable for logits of any size."""
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=dim, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+
+
+def _float(input: Tensor, op: str) -> Tensor:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(input).__name__}")
+    return input if input._array.dtype.kind == "f" else input.to(dtypes.get_default_dtype())
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``max(x, 0)``."""
+    return _inplace_or(ReLU.apply(_float(input, "relu")), input, inplace)
+
+
+def _inplace_or(result: Tensor, input: Tensor, inplace: bool) -> Tensor:
+    if not inplace:
+        return result
+    from core.ops.inplace import _check_rebase, _recording, _write
+
+    if _recording(input):
+        _check_rebase(input, "inplace activation")
+    return _write(input, result, "inplace activation")
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """``x`` for ``x > 0``, else ``negative_slope * x``."""
+    return _inplace_or(LeakyReLU.apply(_float(input, "leaky_relu"), negative_slope), input,
+                       inplace)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """``x * Phi(x)`` exactly (erf), or with ``approximate="tanh"`` the tanh formula."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(_float(input, "gelu"), approximate)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``x * sigmoid(x)`` (swish)."""
+    return _inplace_or(SiLU.apply(_float(input, "silu")), input, inplace)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+    return _inplace_or(ELU.apply(_float(input, "elu"), alpha), input, inplace)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """``1 / (1 + exp(-x))``, computed without overflow."""
+    from core.ops.pointwise import sigmoid as _sigmoid
+
+    return _sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    from core.ops.pointwise import tanh as _tanh
+
+    return _tanh(input)
+
+
+def _softmax_input(input, dim, dtype, op):
+    input = _float(input, op)
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        raise TypeError(f"{op}: the 'dim' argument is required")
+    return input, normalize_dim(dim, input.ndim, op)
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``dim``, stable for large logits."""
+    input, d = _softmax_input(input, dim, dtype, "softmax")
+    return Softmax.apply(input, d)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """``x - logsumexp(x)`` along ``dim``, stable for large logits."""
+    input, d = _softmax_input(input, dim, dtype, "log_softmax")
+    return LogSoftmax.apply(input, d)

@@ -1,0 +1,74 @@
+"""Embedding lookup (gradient by scatter-add, none for padding_idx) and one_hot."""
+
+from __future__ import annotations
+
+from core import dtypes
+from core.autograd.function import Function
+from core.backend import get_array_module, scatter_add
+from core.tensor import Tensor
+
+
+class Embedding(Function):
+    @staticmethod
+    def forward(ctx, weight, indices, padding_idx):
+        ctx.save_for_backward(indices)
+        ctx.args = (weight.shape, padding_idx)
+        return weight[indices]
+
+    @staticmethod
+    def backward(ctx, g):
+        (indices,) = ctx.saved_tensors
+        shape, padding_idx = ctx.args
+        grad = get_array_module(g).zeros(shape, g.dtype)
+        scatter_add(grad, indices.reshape(-1), g.reshape(-1, shape[1]))
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return grad, None, None
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of ``weight`` picked by the integer ``input``.
+
+    Args:
+        input: integer indices of any shape ``(*)``.
+        weight: ``(num_embeddings, embedding_dim)``.
+        padding_idx: a row that receives no gradient (negative values count from the end).
+    Returns:
+        ``(*, embedding_dim)``.
+    """
+    if not isinstance(input, Tensor) or input.dtype.kind not in "iu":
+        kind = input.dtype if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"embedding: input must be an integer tensor of indices, got {kind}")
+    if weight.ndim != 2:
+        raise RuntimeError(f"embedding: weight must be 2-D, got shape {tuple(weight.shape)}")
+    rows = weight.shape[0]
+    if input.numel():
+        low, high = int(input._array.min()), int(input._array.max())
+        if low < 0 or high >= rows:
+            bad = low if low < 0 else high
+            raise IndexError(
+                f"embedding: index {bad} is out of range for an embedding with {rows} rows"
+            )
+    if padding_idx is not None:
+        if not -rows <= padding_idx < rows:
+            raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings")
+        padding_idx %= rows
+    return Embedding.apply(weight, input._array, padding_idx)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """``(*, num_classes)`` int64 with a 1 at each index (``num_classes=-1``: max + 1)."""
+    if tensor.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expected an integer (index) tensor, got {tensor.dtype}")
+    array = tensor._array
+    if array.size and int(array.min()) < 0:
+        raise RuntimeError("one_hot: Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(array.max()) + 1 if array.size else 0
+    if array.size and int(array.max()) >= num_classes:
+        raise RuntimeError(
+            f"one_hot: Class values must be smaller than num_classes ({num_classes}), "
+            f"got {int(array.max())}"
+        )
+    xp = get_array_module(array)
+    return Tensor._make((array[..., None] == xp.arange(num_classes)).astype(dtypes.int64))

@@ -1,0 +1,13 @@
+"""Differentiable tensor ops, one family per module."""
+
+from core.ops import (  # noqa: F401
+    arithmetic,
+    compare,
+    convert,
+    indexing,
+    inplace,
+    linalg,
+    pointwise,
+    reduce,
+    shape,
+)

@@ -1,0 +1,257 @@
+"""Broadcasting arithmetic: add, sub, mul, div, pow, neg, maximum, minimum."""
+
+from __future__ import annotations
+
+import numpy
+
+from core import dtypes
+from core.autograd.function import Function
+from core.ops._util import unbroadcast
+from core.tensor import Tensor
+
+
+def _shape(x):
+    return x.shape if hasattr(x, "shape") else ()
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        ga = unbroadcast(g, sa) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g, sb) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        ga = unbroadcast(g, sa) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g, sb) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(g * b, _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, _shape(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = unbroadcast(g / b, _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), _shape(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            # NOTE: b * a**(b-1) rather than out*b/a, which is 0/0 at a == 0
+            ga = unbroadcast(g * b * a ** (b - 1), _shape(a))
+        if ctx.needs_input_grad[1]:
+            xp = numpy if isinstance(out, (int, float)) else _module(out)
+            log_a = xp.log(xp.where(a > 0, a, 1))  # d(a**b)/db = 0 where a == 0 (PyTorch)
+            gb = unbroadcast(g * out * log_a, _shape(b))
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _module(a, b).maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _select_backward(ctx, g, greater=True)
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _module(a, b).minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _select_backward(ctx, g, greater=False)
+
+
+def _select_backward(ctx, g, greater: bool):
+    """Gradient of max/min: to the chosen input, split evenly on ties (as PyTorch)."""
+    a, b = ctx.saved_tensors
+    wins = (a > b) if greater else (a < b)
+    share = g.dtype.type(0.5)
+    weight_a = g.dtype.type(1) * wins + share * (a == b)
+    ga = unbroadcast(g * weight_a, _shape(a)) if ctx.needs_input_grad[0] else None
+    gb = unbroadcast(g * (1 - weight_a), _shape(b)) if ctx.needs_input_grad[1] else None
+    return ga, gb
+
+
+def _module(*arrays):
+    from core.backend import get_array_module
+
+    return get_array_module(*arrays)
+
+
+# ---- dtype promotion (PyTorch's categories, NumPy 2's rules within a category) -----------
+
+
+def promote(a, b, true_divide: bool = False):
+    """Cast operands so mixed float/int tensors give the float tensor's dtype, as PyTorch.
+
+    NumPy alone would turn ``float32 * int64`` into float64 and ``int / int`` into float64;
+    PyTorch gives float32 for both. Python scalars are weak (NEP 50): ``float32 * 2.0`` stays
+    float32, and ``int_tensor * 2.5`` becomes the default float dtype.
+    """
+    a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
+    if a_is and b_is:
+        da, db = a._array.dtype, b._array.dtype
+        if da != db:
+            target = dtypes.result_type(da, db)
+            a = a if da == target else a.to(target)
+            b = b if db == target else b.to(target)
+        if true_divide and a._array.dtype.kind != "f":
+            a, b = a.to(dtypes.get_default_dtype()), b.to(dtypes.get_default_dtype())
+        return a, b
+    tensor, scalar = (a, b) if a_is else (b, a)
+    if not isinstance(tensor, Tensor):
+        return a, b
+    if isinstance(scalar, Tensor) or hasattr(scalar, "shape"):
+        return a, b
+    kind = tensor._array.dtype.kind
+    needs_float = isinstance(scalar, float) or (true_divide and kind != "f")
+    if needs_float and kind != "f":
+        tensor = tensor.to(dtypes.get_default_dtype())
+    elif isinstance(scalar, int) and not isinstance(scalar, bool) and kind == "b":
+        tensor = tensor.to(dtypes.int64)
+    return (tensor, b) if a_is else (a, tensor)
+
+
+def _wrap(value):
+    """Turn ndarrays and NumPy scalars into tensors; keep Python numbers and tensors."""
+    if isinstance(value, (Tensor, int, float, bool)):
+        return value
+    from core.creation import as_tensor
+
+    return as_tensor(value)
+
+
+def _binary(function, a, b, true_divide=False):
+    a, b = promote(_wrap(a), _wrap(b), true_divide)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{function.__name__.lower()}: expected at least one tensor argument")
+    return function.apply(a, b)
+
+
+def add(input, other, *, alpha=1) -> Tensor:
+    """``input + alpha * other`` with broadcasting."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Add, input, other)
+
+
+def sub(input, other, *, alpha=1) -> Tensor:
+    """``input - alpha * other`` with broadcasting."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Sub, input, other)
+
+
+def mul(input, other) -> Tensor:
+    """Elementwise product with broadcasting."""
+    return _binary(Mul, input, other)
+
+
+def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
+    """True division with broadcasting; ``rounding_mode`` "floor" or "trunc" as PyTorch."""
+    if rounding_mode is None:
+        return _binary(Div, input, other, true_divide=True)
+    if rounding_mode not in ("floor", "trunc"):
+        raise ValueError(
+            f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}"
+        )
+    a, b = promote(_wrap(input), _wrap(other))
+    if _integral(a) and _integral(b):
+        x = a._array if isinstance(a, Tensor) else a
+        y = b._array if isinstance(b, Tensor) else b
+        xp = _module(*(t for t in (x, y) if hasattr(t, "shape")))
+        if rounding_mode == "floor":
+            return Tensor._make(xp.asarray(xp.floor_divide(x, y)))
+        return Tensor._make(xp.asarray(xp.trunc(xp.true_divide(x, y)).astype(xp.result_type(x, y))))
+    from core.ops.pointwise import floor, trunc
+
+    quotient = _binary(Div, a, b, true_divide=True)
+    return floor(quotient) if rounding_mode == "floor" else trunc(quotient)
+
+
+def _integral(x) -> bool:
+    if isinstance(x, Tensor):
+        return x._array.dtype.kind in "iub"
+    return isinstance(x, int)
+
+
+def pow(input, exponent) -> Tensor:  # noqa: A001 - PyTorch's name
+    """``input ** exponent`` with broadcasting."""
+    return _binary(Pow, input, exponent)
+
+
+def neg(input: Tensor) -> Tensor:
+    """``-input``."""
+    return Neg.apply(input)
+
+
+def maximum(input: Tensor, other: Tensor) -> Tensor:
+    """Elementwise maximum; on ties the gradient is split evenly."""
+    return _binary(Maximum, input, other)
+
+
+def minimum(input: Tensor, other: Tensor) -> Tensor:
+    """Elementwise minimum; on ties the gradient is split evenly."""
+    return _binary(Minimum, input, other)

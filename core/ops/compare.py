@@ -1,0 +1,95 @@
+"""Comparisons and logic: bool results, never part of the graph."""
+
+from __future__ import annotations
+
+from core.backend import get_array_module
+from core.ops._util import as_array
+from core.tensor import Tensor
+
+
+def _raw(value):
+    return value._array if isinstance(value, Tensor) else value
+
+
+def _compare(name):
+    def apply(input, other) -> Tensor:
+        a, b = _raw(input), _raw(other)
+        xp = get_array_module(a, b)
+        try:
+            return Tensor._make(as_array(getattr(xp, name)(a, b), a))
+        except ValueError as error:
+            raise RuntimeError(f"{name}: {error} (shapes {_shape(a)} and {_shape(b)})") from None
+
+    apply.__name__ = name
+    apply.__doc__ = f"Elementwise ``{name}`` with broadcasting; a bool tensor."
+    return apply
+
+
+def _shape(x):
+    return tuple(getattr(x, "shape", ()))
+
+
+eq = _compare("equal")
+ne = _compare("not_equal")
+lt = _compare("less")
+le = _compare("less_equal")
+gt = _compare("greater")
+ge = _compare("greater_equal")
+
+
+def logical_op(input, other, name: str) -> Tensor:
+    """``&``, ``|`` and ``^`` on bool or integer tensors."""
+    a, b = _raw(input), _raw(other)
+    for x in (a, b):
+        if getattr(x, "dtype", None) is not None and x.dtype.kind == "f":
+            raise TypeError(f"{name}: only bool and integer tensors are supported, got {x.dtype}")
+    return Tensor._make(as_array(getattr(get_array_module(a, b), name)(a, b), a))
+
+
+def invert(input: Tensor) -> Tensor:
+    """``~x``: logical not for bool tensors, bitwise not for integers."""
+    if input.dtype.kind == "f":
+        raise TypeError(f"~: only bool and integer tensors are supported, got {input.dtype}")
+    return Tensor._make(~input._array)
+
+
+def logical_not(input: Tensor) -> Tensor:
+    return Tensor._make(get_array_module(input._array).logical_not(input._array))
+
+
+def logical_and(input: Tensor, other: Tensor) -> Tensor:
+    return Tensor._make(get_array_module(input._array).logical_and(_raw(input), _raw(other)))
+
+
+def logical_or(input: Tensor, other: Tensor) -> Tensor:
+    return Tensor._make(get_array_module(input._array).logical_or(_raw(input), _raw(other)))
+
+
+def isnan(input: Tensor) -> Tensor:
+    return Tensor._make(get_array_module(input._array).isnan(input._array))
+
+
+def isinf(input: Tensor) -> Tensor:
+    return Tensor._make(get_array_module(input._array).isinf(input._array))
+
+
+def isfinite(input: Tensor) -> Tensor:
+    return Tensor._make(get_array_module(input._array).isfinite(input._array))
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    """True if both tensors have the same shape and elements."""
+    a, b = _raw(input), _raw(other)
+    return a.shape == b.shape and bool(get_array_module(a, b).array_equal(a, b))
+
+
+def allclose(input: Tensor, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
+    """True if ``|input - other| <= atol + rtol * |other|`` everywhere."""
+    a, b = _raw(input), _raw(other)
+    return bool(get_array_module(a, b).allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def isclose(input: Tensor, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> Tensor:
+    a, b = _raw(input), _raw(other)
+    xp = get_array_module(a, b)
+    return Tensor._make(as_array(xp.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), a))

@@ -1,0 +1,154 @@
+"""Indexing: basic and advanced ``x[index]``, gather, index_select, masked_fill."""
+
+from __future__ import annotations
+
+import numpy
+
+from core.autograd.function import Function
+from core.backend import get_array_module, scatter_add
+from core.ops._util import normalize_dim
+from core.tensor import Tensor
+
+_BASIC = (int, numpy.integer, slice, type(None), type(Ellipsis))
+
+
+def convert_index(index, xp):
+    """Replace tensors in an index by arrays of the target module; lists stay NumPy-style."""
+    if isinstance(index, tuple):
+        return tuple(convert_index(i, xp) for i in index)
+    if isinstance(index, Tensor):
+        index = index._array
+    if isinstance(index, list) and any(isinstance(i, Tensor) for i in index):
+        index = [i.item() if isinstance(i, Tensor) else i for i in index]
+    if xp is not numpy and isinstance(index, (numpy.ndarray, list)):
+        index = xp.asarray(index)
+    if isinstance(index, bool):  # x[True] adds a dim, as NumPy and PyTorch do
+        return index
+    return index
+
+
+def is_basic(index) -> bool:
+    """True when indexing returns a view (ints, slices, None and Ellipsis only)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, _BASIC) and not isinstance(p, bool) for p in parts)
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.args = (x.shape, index)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        shape, index = ctx.args
+        xp = get_array_module(g)
+        grad = xp.zeros(shape, g.dtype)
+        if is_basic(index):
+            grad[index] = g
+        else:
+            scatter_add(grad, index, g)  # repeated indices accumulate
+        return grad, None
+
+
+class Gather(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        ctx.save_for_backward(index)
+        ctx.args = (x.shape, dim)
+        return get_array_module(x).take_along_axis(x, index, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        shape, dim = ctx.args
+        xp = get_array_module(g)
+        grad = xp.zeros(shape, g.dtype)
+        full = list(xp.indices(index.shape, sparse=True))
+        full[dim] = index
+        scatter_add(grad, tuple(full), g)
+        return grad, None, None
+
+
+class IndexSelect(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        ctx.save_for_backward(index)
+        ctx.args = (x.shape, dim)
+        return get_array_module(x).take(x, index, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        shape, dim = ctx.args
+        grad = get_array_module(g).zeros(shape, g.dtype)
+        scatter_add(grad, (slice(None),) * dim + (index,), g)
+        return grad, None, None
+
+
+def getitem(input: Tensor, index) -> Tensor:
+    """``input[index]`` with NumPy/PyTorch semantics; basic indexing returns a view."""
+    xp = get_array_module(input._array)
+    index = convert_index(index, xp)
+    out = GetItem.apply(input, index)
+    if is_basic(index):
+        from core.ops.shape import _view_of
+
+        return _view_of(out, input)
+    return out
+
+
+def _index_tensor(index, op, argument="index"):
+    if not isinstance(index, Tensor) or index.dtype.kind not in "iu":
+        kind = index.dtype if isinstance(index, Tensor) else type(index).__name__
+        raise TypeError(f"{op}: {argument} must be an integer tensor, got {kind}")
+    return index
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for other dims)."""
+    _index_tensor(index, "gather")
+    d = normalize_dim(dim, input.ndim, "gather")
+    if index.ndim != input.ndim:
+        raise RuntimeError(
+            f"gather: index tensor must have the same number of dimensions as input tensor "
+            f"(index shape {tuple(index.shape)}, input shape {tuple(input.shape)})"
+        )
+    return Gather.apply(input, d, index._array)
+
+
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """The entries of ``input`` at the 1-D ``index`` along ``dim``."""
+    _index_tensor(index, "index_select")
+    if index.ndim > 1:
+        raise IndexError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
+    d = normalize_dim(dim, input.ndim, "index_select")
+    size = input.shape[d]
+    if index.numel() and (int(index._array.min()) < -size or int(index._array.max()) >= size):
+        raise IndexError(f"index_select: index out of range for dimension {d} of size {size}")
+    return IndexSelect.apply(input, d, index._array.reshape(-1))
+
+
+def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
+    """``value`` where ``mask`` is true, else ``input`` (mask broadcasts to the input)."""
+    from core.ops.pointwise import where
+
+    if not isinstance(mask, Tensor) or mask.dtype.kind != "b":
+        kind = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got {kind}")
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise RuntimeError(
+                "masked_fill only supports a 0-dimensional value tensor, but got tensor with "
+                f"{value.ndim} dimension(s)"
+            )
+        value = value.to(input.dtype)
+    elif input.dtype.kind == "f":
+        value = float(value)
+    out = where(mask, value, input)
+    if out.shape != input.shape:
+        raise RuntimeError(
+            f"masked_fill: mask of shape {tuple(mask.shape)} does not broadcast to the input's "
+            f"shape {tuple(input.shape)}"
+        )
+    return out if out.dtype == input.dtype else out.to(input.dtype)

@@ -1,0 +1,176 @@
+"""In-place ops: mutate the array, bump the version counter, and rebase autograd history.
+
+Without autograd in play (``no_grad``, or nothing requires grad) an in-place op writes
+straight into the array. Under autograd it runs the differentiable out-of-place op, writes
+the result into the array and makes the tensor the output of that op, as PyTorch does.
+"""
+
+from __future__ import annotations
+
+from core.autograd.function import Function
+from core.autograd.grad_mode import _GradMode
+from core.backend import get_array_module
+from core.ops._util import unbroadcast
+from core.tensor import Tensor
+
+_UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divide",
+           "pow": "power"}
+
+
+def _recording(tensor: Tensor, *others) -> bool:
+    if not _GradMode.enabled:
+        return False
+    return tensor._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+
+
+def _check_rebase(tensor: Tensor, op: str) -> None:
+    if tensor.grad_fn is None and tensor._requires_grad:
+        raise RuntimeError(
+            f"{op}: a leaf Variable that requires grad is being used in an in-place operation."
+        )
+    base = tensor._base
+    if base is not None and (base._requires_grad or tensor._requires_grad):
+        raise RuntimeError(
+            f"{op}: in-place operations on a view of a tensor that requires grad are not "
+            "supported (autograd could not update the base's history); use an out-of-place "
+            "op, or clone() the view first"
+        )
+
+
+def _bump(tensor: Tensor) -> Tensor:
+    tensor._version[0] += 1
+    return tensor
+
+
+def _write(tensor: Tensor, result: Tensor, op: str) -> Tensor:
+    """Store ``result`` in ``tensor`` and make ``tensor`` the output of ``result``'s node."""
+    if result.shape != tensor.shape:
+        raise RuntimeError(
+            f"{op}: output with shape {list(tensor.shape)} doesn't match the broadcast shape "
+            f"{list(result.shape)}"
+        )
+    _check_cast(result._array.dtype, tensor._array.dtype, op)
+    tensor._array[...] = result._array
+    tensor.grad_fn = result.grad_fn
+    tensor._output_nr = result._output_nr
+    tensor._requires_grad = result._requires_grad
+    return _bump(tensor)
+
+
+def _check_cast(source, target, op: str) -> None:
+    import numpy
+
+    if not numpy.can_cast(source, target, casting="same_kind"):
+        raise RuntimeError(
+            f"{op}: result type {source} can't be cast to the desired output type {target}"
+        )
+
+
+def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
+    """``add_``, ``sub_``, ``mul_``, ``div_``, ``pow_``."""
+    from core.ops import arithmetic
+
+    op = name + "_"
+    if _recording(tensor, other):
+        _check_rebase(tensor, op)
+        function = getattr(arithmetic, name)
+        result = function(tensor, other, alpha=alpha) if alpha != 1 else function(tensor, other)
+        return _write(tensor, result, op)
+    array = tensor._array
+    value = other._array if isinstance(other, Tensor) else other
+    if alpha != 1:
+        value = value * alpha
+    xp = get_array_module(array)
+    try:
+        getattr(xp, _UFUNCS[name])(array, value, out=array, casting="same_kind")
+    except (TypeError, ValueError) as error:  # NumPy's UFuncTypeError is a TypeError
+        if "cast" in str(error):
+            _check_cast(xp.result_type(array, value), array.dtype, op)
+        raise RuntimeError(
+            f"{op}: {error} (self shape {tuple(array.shape)}, other shape "
+            f"{tuple(getattr(value, 'shape', ()))})"
+        ) from None
+    return _bump(tensor)
+
+
+def unary_(tensor: Tensor, function, *args) -> Tensor:
+    """The in-place twin of any out-of-place op ``function(tensor, *args)``."""
+    op = function.__name__ + "_"
+    if _recording(tensor, *args):
+        _check_rebase(tensor, op)
+        return _write(tensor, function(tensor, *args), op)
+    result = function(tensor.detach(), *args)
+    _check_cast(result._array.dtype, tensor._array.dtype, op)
+    tensor._array[...] = result._array
+    return _bump(tensor)
+
+
+def fill_(tensor: Tensor, value) -> Tensor:
+    """Set every element to ``value`` (a number or a 0-d tensor)."""
+    if _recording(tensor, value):
+        _check_rebase(tensor, "fill_")
+        from core.ops.arithmetic import add
+
+        source = value if isinstance(value, Tensor) else tensor.new_full(tensor.shape, value)
+        return _write(tensor, add(tensor.detach() * 0, source), "fill_")
+    tensor._array[...] = value._array if isinstance(value, Tensor) else value
+    return _bump(tensor)
+
+
+def copy_(tensor: Tensor, source: Tensor) -> Tensor:
+    """Copy ``source`` (broadcast, cast, and moved across devices as needed) into ``tensor``."""
+    from core.ops.convert import to
+
+    if not isinstance(source, Tensor):
+        raise TypeError(f"copy_: source must be a Tensor, got {type(source).__name__}")
+    moved = to(source, tensor.device, tensor.dtype)
+    if _recording(tensor, source):
+        _check_rebase(tensor, "copy_")
+        from core.ops.arithmetic import add
+
+        return _write(tensor, add(tensor.detach() * 0, moved).expand(tensor.shape), "copy_")
+    try:
+        tensor._array[...] = moved._array
+    except ValueError as error:
+        raise RuntimeError(
+            f"copy_: source of shape {tuple(source.shape)} can't be broadcast to "
+            f"{tuple(tensor.shape)} ({error})"
+        ) from None
+    return _bump(tensor)
+
+
+def setitem_(tensor: Tensor, index, value) -> None:
+    """``tensor[index] = value`` (value: number or tensor, broadcast to the selection)."""
+    from core.ops.indexing import convert_index
+
+    xp = get_array_module(tensor._array)
+    index = convert_index(index, xp)
+    if _recording(tensor, value):
+        _check_rebase(tensor, "__setitem__")
+        _write(tensor, SetItem.apply(tensor, index, value), "__setitem__")
+        return
+    try:
+        tensor._array[index] = value._array if isinstance(value, Tensor) else value
+    except (ValueError, IndexError) as error:
+        raise type(error)(
+            f"__setitem__: {error} (tensor shape {tuple(tensor.shape)}, value shape "
+            f"{tuple(getattr(value, 'shape', ()))})"
+        ) from None
+    _bump(tensor)
+
+
+class SetItem(Function):
+    @staticmethod
+    def forward(ctx, x, index, value):
+        ctx.args = (index, getattr(value, "shape", ()))
+        out = x.copy()
+        out[index] = value
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        index, value_shape = ctx.args
+        gx = g.copy()
+        gx[index] = 0
+        gv = unbroadcast(g[index], value_shape) if ctx.needs_input_grad[2] else None
+        return gx, None, gv

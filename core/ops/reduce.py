@@ -1,0 +1,363 @@
+"""Reductions over dims: sum, mean, prod, max/min (+indices), var/std, logsumexp, cumsum, norm."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from core import dtypes
+from core.autograd.function import Function
+from core.backend import get_array_module
+from core.ops._util import as_array, normalize_dim, normalize_dims
+from core.tensor import Tensor
+
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def _expand(g, shape, dims, keepdim):
+    """Broadcast a reduced gradient back to the input's shape."""
+    xp = get_array_module(g)
+    if not keepdim:
+        g = xp.expand_dims(g, dims) if dims else g
+    return xp.broadcast_to(g, shape)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim, dtype):
+        ctx.args = (x.shape, dims, keepdim)
+        return as_array(x.sum(axis=dims, keepdims=keepdim, dtype=dtype), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        shape, dims, keepdim = ctx.args
+        return _expand(g, shape, dims, keepdim), None, None, None
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        ctx.args = (x.shape, dims, keepdim)
+        count = 1
+        for d in dims:
+            count *= x.shape[d]
+        ctx.count = count
+        return as_array(x.mean(axis=dims, keepdims=keepdim), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        shape, dims, keepdim = ctx.args
+        return _expand(g / ctx.count, shape, dims, keepdim), None, None
+
+
+class Prod(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        out = as_array(x.prod(axis=dims, keepdims=keepdim), x)
+        ctx.save_for_backward(x)
+        ctx.args = (dims, keepdim)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        dims, keepdim = ctx.args
+        xp = get_array_module(x)
+        # NOTE: the product of all *other* entries via exclusive prefix/suffix products, which
+        # stays exact where x has zeros (dividing the product by x would not).
+        targets = tuple(range(x.ndim - len(dims), x.ndim))
+        moved = xp.moveaxis(x, dims, targets)
+        flat = moved.reshape(moved.shape[: x.ndim - len(dims)] + (-1,))
+        ones = xp.ones_like(flat[..., :1])
+        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], -1), -1)
+        right = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(flat, -1)[..., :-1]], -1), -1), -1)
+        others = xp.moveaxis((left * right).reshape(moved.shape), targets, dims)
+        return _expand(g, x.shape, dims, keepdim) * others, None, None
+
+
+class AMax(Function):
+    """max/min over dims with the gradient split evenly among ties (``amax``/``amin``)."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim, largest):
+        out = as_array((x.max if largest else x.min)(axis=dims, keepdims=True), x)
+        ctx.save_for_backward(x, out)
+        ctx.args = (dims, keepdim)
+        return out if keepdim else as_array(out.reshape(_drop(out.shape, dims)), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        dims, keepdim = ctx.args
+        hits = x == out
+        count = hits.sum(axis=dims, keepdims=True)
+        g = g if keepdim else g.reshape(out.shape)
+        return g * hits / count, None, None, None
+
+
+def _drop(shape, dims):
+    return tuple(n for i, n in enumerate(shape) if i not in dims)
+
+
+class MaxDim(Function):
+    """max/min along one dim returning (values, indices); the gradient goes to the index."""
+
+    @staticmethod
+    def forward(ctx, x, dim, keepdim, largest):
+        xp = get_array_module(x)
+        indices = (xp.argmax if largest else xp.argmin)(x, axis=dim, keepdims=True)
+        values = xp.take_along_axis(x, indices, axis=dim)
+        ctx.save_for_backward(indices)
+        ctx.args = (x.shape, dim)
+        if not keepdim:
+            values, indices = values.squeeze(dim), indices.squeeze(dim)
+        indices = indices.astype(xp.int64, copy=False)
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx, g, g_indices):
+        (indices,) = ctx.saved_tensors
+        shape, dim = ctx.args
+        xp = get_array_module(g)
+        grad = xp.zeros(shape, g.dtype)
+        if g.ndim < len(shape):
+            g = xp.expand_dims(g, dim)
+        xp.put_along_axis(grad, indices, g, axis=dim)
+        return grad, None, None, None
+
+
+class Var(Function):
+    @staticmethod
+    def forward(ctx, x, dims, correction, keepdim):
+        mean = x.mean(axis=dims, keepdims=True)
+        centered = x - mean
+        count = 1
+        for d in dims:
+            count *= x.shape[d]
+        divisor = max(count - correction, 0)
+        ctx.save_for_backward(centered)
+        ctx.args = (dims, keepdim, divisor)
+        xp = get_array_module(x)
+        with _ignore_zero_division(xp):
+            return as_array((centered * centered).sum(axis=dims, keepdims=keepdim) / divisor, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (centered,) = ctx.saved_tensors
+        dims, keepdim, divisor = ctx.args
+        g = _expand(g, centered.shape, dims, keepdim)
+        return g * centered * (2 / divisor) if divisor else g * float("nan"), None, None, None
+
+
+def _ignore_zero_division(xp):
+    import numpy
+
+    return numpy.errstate(divide="ignore", invalid="ignore")
+
+
+class LogSumExp(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        xp = get_array_module(x)
+        peak = x.max(axis=dims, keepdims=True)
+        peak = xp.where(xp.isfinite(peak), peak, 0)
+        out = xp.log(xp.exp(x - peak).sum(axis=dims, keepdims=True)) + peak
+        ctx.save_for_backward(x, out)
+        ctx.args = (dims, keepdim)
+        return out if keepdim else as_array(out.reshape(_drop(out.shape, dims)), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        dims, keepdim = ctx.args
+        g = g if keepdim else g.reshape(out.shape)
+        return g * get_array_module(x).exp(x - out), None, None
+
+
+class Cumsum(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        return get_array_module(x).cumsum(x, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = get_array_module(g)
+        return xp.flip(xp.cumsum(xp.flip(g, ctx.dim), axis=ctx.dim), ctx.dim), None
+
+
+class Norm(Function):
+    @staticmethod
+    def forward(ctx, x, p, dims, keepdim):
+        xp = get_array_module(x)
+        a = xp.abs(x)
+        if p == float("inf"):
+            out = a.max(axis=dims, keepdims=True)
+        elif p == 2:
+            out = xp.sqrt((x * x).sum(axis=dims, keepdims=True))
+        else:
+            out = (a**p).sum(axis=dims, keepdims=True) ** (1.0 / p)
+        ctx.save_for_backward(x, out)
+        ctx.args = (p, dims, keepdim)
+        return out if keepdim else as_array(out.reshape(_drop(out.shape, dims)), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        p, dims, keepdim = ctx.args
+        xp = get_array_module(x)
+        g = g if keepdim else g.reshape(out.shape)
+        safe = xp.where(out == 0, 1, out)  # the subgradient 0 at the origin, as PyTorch
+        if p == float("inf"):
+            hits = xp.abs(x) == out
+            return g * xp.sign(x) * hits / hits.sum(axis=dims, keepdims=True), None, None, None
+        if p == 2:
+            return g * x / safe * (out != 0), None, None, None
+        scale = xp.abs(x) ** (p - 1) * xp.sign(x) / safe ** (p - 1)
+        return g * scale * (out != 0), None, None, None
+
+
+# ---- public functions --------------------------------------------------------------------
+
+
+def _float_input(input, op):
+    if input._array.dtype.kind != "f":
+        raise RuntimeError(
+            f"{op}(): could not infer output dtype. Input dtype must be a floating point dtype. "
+            f"Got: {input.dtype}"
+        )
+
+
+def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A001
+    """Sum over ``dim`` (None: all dims). Integer and bool inputs sum in int64."""
+    dims = normalize_dims(dim, input.ndim, "sum")
+    if dtype is None and input._array.dtype.kind in "biu":
+        dtype = dtypes.int64
+    return Sum.apply(input, dims, keepdim, dtypes.as_dtype(dtype) if dtype is not None else None)
+
+
+def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """Mean over ``dim`` (None: all dims); needs a floating input, as PyTorch."""
+    if dtype is not None:
+        input = input.to(dtype)
+    _float_input(input, "mean")
+    return Mean.apply(input, normalize_dims(dim, input.ndim, "mean"), keepdim)
+
+
+def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Product over ``dim`` (None: all dims); the gradient is exact where inputs are zero."""
+    return Prod.apply(input, normalize_dims(dim, input.ndim, "prod"), keepdim)
+
+
+def _extreme(input, dim, keepdim, largest, op):
+    if input.numel() == 0:
+        raise IndexError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0")
+    if dim is None:
+        return AMax.apply(input, tuple(range(input.ndim)), False, largest)
+    if isinstance(dim, Tensor):  # max(a, b): elementwise, as torch.max(input, other)
+        from core.ops.arithmetic import maximum, minimum
+
+        return (maximum if largest else minimum)(input, dim)
+    d = normalize_dim(dim, input.ndim, op)
+    if input.shape and input.shape[d] == 0:
+        raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+    values, indices = MaxDim.apply(input, d, keepdim, largest)
+    return ValuesIndices(values, indices)
+
+
+def max(input: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    """Largest element; with ``dim`` a ``(values, indices)`` pair; with a tensor, elementwise."""
+    return _extreme(input, dim, keepdim, True, "max")
+
+
+def min(input: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    """Smallest element; with ``dim`` a ``(values, indices)`` pair; with a tensor, elementwise."""
+    return _extreme(input, dim, keepdim, False, "min")
+
+
+def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """Largest value over ``dim`` (all dims if empty); ties share the gradient evenly."""
+    dims = normalize_dims(None if dim == () else dim, input.ndim, "amax")
+    return AMax.apply(input, dims, keepdim, True)
+
+
+def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """Smallest value over ``dim`` (all dims if empty); ties share the gradient evenly."""
+    dims = normalize_dims(None if dim == () else dim, input.ndim, "amin")
+    return AMax.apply(input, dims, keepdim, False)
+
+
+def _arg(input, dim, keepdim, largest):
+    xp = get_array_module(input._array)
+    function = xp.argmax if largest else xp.argmin
+    if dim is None:
+        return Tensor._make(as_array(function(input._array.reshape(-1)), input._array).astype(xp.int64))
+    d = normalize_dim(dim, input.ndim, "argmax" if largest else "argmin")
+    return Tensor._make(function(input._array, axis=d, keepdims=keepdim).astype(xp.int64))
+
+
+def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Index of the largest element (first on ties), over all dims or along ``dim``."""
+    return _arg(input, dim, keepdim, True)
+
+
+def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Index of the smallest element (first on ties), over all dims or along ``dim``."""
+    return _arg(input, dim, keepdim, False)
+
+
+def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+    """Variance over ``dim`` with Bessel's ``correction`` (default 1; ``unbiased=False`` is 0)."""
+    _float_input(input, "var")
+    correction = _correction(unbiased, correction)
+    return Var.apply(input, normalize_dims(dim, input.ndim, "var"), correction, keepdim)
+
+
+def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+    """Standard deviation: ``sqrt(var(...))`` with the same arguments."""
+    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+
+
+def _correction(unbiased, correction):
+    if unbiased is not None and correction is not None:
+        raise ValueError("var/std: give either 'unbiased' or 'correction', not both")
+    if correction is not None:
+        return correction
+    return 0 if unbiased is False else 1
+
+
+def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` over ``dim``, computed without overflow."""
+    _float_input(input, "logsumexp")
+    return LogSumExp.apply(input, normalize_dims(dim, input.ndim, "logsumexp"), keepdim)
+
+
+def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    """Running sum along ``dim``."""
+    if dtype is not None:
+        input = input.to(dtype)
+    elif input._array.dtype.kind in "biu":
+        input = input.to(dtypes.int64)
+    return Cumsum.apply(input, normalize_dim(dim, input.ndim, "cumsum"))
+
+
+def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
+    """Vector p-norm over ``dim`` (None: all elements); ``p`` is a positive number or inf."""
+    if p == "fro":
+        p = 2
+    if not isinstance(p, (int, float)) or p <= 0:
+        raise ValueError(f"norm: p must be a positive number or inf, got {p!r}")
+    _float_input(input, "norm")
+    return Norm.apply(input, p, normalize_dims(dim, input.ndim, "norm"), keepdim)
+
+
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """True where every element (over ``dim``) is nonzero."""
+    dims = normalize_dims(dim, input.ndim, "all")
+    return Tensor._make(as_array(input._array.all(axis=dims, keepdims=keepdim), input._array))
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """True where some element (over ``dim``) is nonzero."""
+    dims = normalize_dims(dim, input.ndim, "any")
+    return Tensor._make(as_array(input._array.any(axis=dims, keepdims=keepdim), input._array))

@@ -1,0 +1,93 @@
+"""Seeded random number generators (PCG64), with PyTorch's Generator/manual_seed API."""
+
+from __future__ import annotations
+
+import json
+
+import numpy
+
+
+class Generator:
+    """A random number generator; ``Generator().manual_seed(0)`` gives reproducible draws.
+
+    Numbers are drawn on the CPU and moved to the tensor's device, so the same seed gives the
+    same values on every device.
+    """
+
+    def __init__(self, device="cpu"):
+        self.device = device
+        self._seed = int(numpy.random.SeedSequence().entropy % (2**63))
+        self._rng = numpy.random.Generator(numpy.random.PCG64(self._seed))
+
+    def manual_seed(self, seed: int) -> Generator:
+        """Reset the generator to the stream of ``seed``; returns itself."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)):
+            raise TypeError(f"manual_seed: seed must be an int, got {seed!r}")
+        self._seed = int(seed) % (2**64)
+        self._rng = numpy.random.Generator(numpy.random.PCG64(self._seed))
+        return self
+
+    def seed(self) -> int:
+        """Re-seed from fresh entropy and return the new seed."""
+        self.manual_seed(int(numpy.random.SeedSequence().entropy % (2**63)))
+        return self._seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self):
+        """The full state as a uint8 tensor (restorable with ``set_state``, saveable)."""
+        from core.creation import tensor
+
+        state = {"seed": self._seed, "bit_generator": self._rng.bit_generator.state}
+        encoded = json.dumps(state).encode()
+        return tensor(numpy.frombuffer(encoded, numpy.uint8).copy())
+
+    def set_state(self, state) -> Generator:
+        """Restore a state from ``get_state``."""
+        array = state.numpy() if hasattr(state, "numpy") else numpy.asarray(state)
+        try:
+            decoded = json.loads(bytes(array.astype(numpy.uint8)).decode())
+            self._seed = decoded["seed"]
+            self._rng.bit_generator.state = decoded["bit_generator"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"set_state: not a Generator state ({error})") from error
+        return self
+
+    @property
+    def numpy_generator(self) -> numpy.random.Generator:
+        """The underlying ``numpy.random.Generator``."""
+        return self._rng
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seed the default generator (used when no ``generator=`` is given)."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> int:
+    return default_generator.seed()
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
+
+
+def get_rng_state():
+    return default_generator.get_state()
+
+
+def set_rng_state(state) -> None:
+    default_generator.set_state(state)
+
+
+def rng(generator: Generator | None) -> numpy.random.Generator:
+    """The NumPy generator to draw from."""
+    if generator is None:
+        return default_generator._rng
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator: expected a Generator, got {type(generator).__name__}")
+    return generator._rng

@@ -1,0 +1,4 @@
+"""Array-level compute kernels (causal linear attention, LSTM) on NumPy and CuPy arrays.
+
+Imports neither ``core`` nor ``seqlib``: kernels take and return plain arrays.
+"""

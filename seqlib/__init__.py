@@ -1,0 +1,11 @@
+"""seqlib: small, readable, fast LSTMs and linear-attention transformers.
+
+``import seqlib as sl`` gives the whole API: tensors and autograd (from ``core``),
+``sl.nn``, ``sl.nn.functional``, ``sl.masking``, ``sl.losses``, ``sl.autograd``, ...
+"""
+
+from core import *  # noqa: F403 - seqlib re-exports the core API by design
+from core import autograd, cuda, dtypes, functional, losses, masking  # noqa: F401
+from seqlib import nn  # noqa: F401
+
+__version__ = "0.1.0"

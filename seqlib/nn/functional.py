@@ -1,0 +1,14 @@
+"""``import seqlib.nn.functional as F``: core.functional and core.losses under one roof."""
+
+from core.functional import *  # noqa: F403
+from core.functional import __all__ as _functional
+from core.losses import (  # noqa: F401
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+)
+
+__all__ = [*_functional, "binary_cross_entropy_with_logits", "cross_entropy", "l1_loss",
+           "mse_loss", "nll_loss"]
