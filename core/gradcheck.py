@@ -115,12 +115,14 @@ def _directional(fn, inputs, checked, analytic, weights, eps, atol, rtol, direct
 def _compare(analytic, numeric, atol, rtol, what: str) -> None:
     error = numpy.abs(analytic - numeric)
     bound = atol + rtol * numpy.abs(numeric)
-    if numpy.all(error <= bound):
+    bad = ~(error <= bound)  # NaN counts as a mismatch
+    if not bad.any():
         return
-    worst = numpy.unravel_index(numpy.argmax(error - bound), error.shape) if error.ndim else ()
+    excess = numpy.where(bad, numpy.nan_to_num(error - bound, nan=numpy.inf), -numpy.inf)
+    worst = numpy.unravel_index(numpy.argmax(excess), error.shape) if error.ndim else ()
     raise GradcheckError(
         f"Jacobian mismatch for {what} at index {tuple(int(i) for i in worst)}: "
         f"analytic {analytic[worst]:.10g} vs numerical {numeric[worst]:.10g} "
-        f"(atol={atol}, rtol={rtol}; {int((error > bound).sum())} of {error.size} "
+        f"(atol={atol}, rtol={rtol}; {int(bad.sum())} of {error.size} "
         "elements differ)"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import heapq
 import itertools
 
+import numpy
+
 from core.autograd.grad_mode import no_grad
 
 
@@ -54,6 +56,8 @@ def _process(node, grads, retain_graph, pending, heap, order, captures) -> None:
     for edge, grad in zip(node._edges, result):
         if edge is None or grad is None:
             continue
+        if isinstance(grad, numpy.generic):  # NumPy returns scalars for 0-d results
+            grad = numpy.asarray(grad)
         if type(edge) is tuple:
             target, output_nr = edge
             expected_shape, dtype = target._outputs[output_nr]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy
+
 from core.autograd.grad_mode import _GradMode
 from core.backend import device_of, is_array
 
@@ -107,6 +109,10 @@ class Function:
             raise _explain(cls, args, error) from error
         single = not isinstance(result, tuple)
         arrays = (result,) if single else result
+        if True in [isinstance(a, numpy.generic) for a in arrays]:
+            # NumPy turns 0-d results into scalars; tensors always hold arrays
+            arrays = tuple(numpy.asarray(a) if isinstance(a, numpy.generic) else a
+                           for a in arrays)
         if not record:
             outputs = tuple(Tensor._make(a) for a in arrays)
             return outputs[0] if single else outputs

@@ -50,11 +50,26 @@ def _write(tensor: Tensor, result: Tensor, op: str) -> Tensor:
             f"{list(result.shape)}"
         )
     _check_cast(result._array.dtype, tensor._array.dtype, op)
+    _keep_original(result.grad_fn, tensor._array)
     tensor._array[...] = result._array
     tensor.grad_fn = result.grad_fn
     tensor._output_nr = result._output_nr
     tensor._requires_grad = result._requires_grad
     return _bump(tensor)
+
+
+def _keep_original(node, array) -> None:
+    """The op may have saved the array we are about to overwrite: give it a copy (PyTorch
+    saves a clone of the original ``self`` for in-place ops the same way)."""
+    if node is None or not node._saved:
+        return
+    if not any(saved is array for saved in node._saved):
+        return
+    node._saved_versions = tuple(
+        None if saved is array else record
+        for saved, record in zip(node._saved, node._saved_versions)
+    )
+    node._saved = tuple(saved.copy() if saved is array else saved for saved in node._saved)
 
 
 def _check_cast(source, target, op: str) -> None:

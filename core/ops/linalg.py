@@ -22,11 +22,9 @@ class MatMul(Function):
         # NOTE: 1-D operands are promoted to matrices (a: row, b: column) and back.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
+        g2 = g[..., None] if b.ndim == 1 else g  # restore the m axis, then the n axis
         if a.ndim == 1:
             g2 = g2[..., None, :]
-        if b.ndim == 1:
-            g2 = g2[..., None]
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)

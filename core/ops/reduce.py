@@ -134,7 +134,7 @@ class Var(Function):
         count = 1
         for d in dims:
             count *= x.shape[d]
-        divisor = max(count - correction, 0)
+        divisor = count - correction if count > correction else 0
         ctx.save_for_backward(centered)
         ctx.args = (dims, keepdim, divisor)
         xp = get_array_module(x)
