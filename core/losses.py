@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.autograd.function import Function
+from core.autograd.grad_mode import is_grad_enabled
 from core.backend import get_array_module
 from core.functional.activation import log_softmax_array
 from core.tensor import Tensor
@@ -152,6 +153,19 @@ def _check_class_input(input, target, weight, op):
     return classes
 
 
+def _constant(value, name: str, op: str):
+    """The raw array of an optional weight tensor, which must not require grad (PyTorch)."""
+    if value is None:
+        return None
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(value).__name__}")
+    if value.requires_grad and is_grad_enabled():
+        raise NotImplementedError(
+            f"{op}: the derivative for '{name}' is not implemented; pass {name}.detach()"
+        )
+    return value._array
+
+
 def _check_targets(target, classes, ignore_index, op):
     array = target._array
     valid = array[array != ignore_index]
@@ -180,7 +194,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     classes = _check_class_input(input, target, weight, "cross_entropy")
-    weight_array = weight._array if weight is not None else None
+    weight_array = _constant(weight, "weight", "cross_entropy")
     if target.dtype.kind == "f":
         if target.shape != input.shape:
             raise ValueError(
@@ -208,7 +222,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: target must be an integer tensor, got {target.dtype}")
     _check_targets(target, classes, ignore_index, "nll_loss")
-    weight_array = weight._array if weight is not None else None
+    weight_array = _constant(weight, "weight", "nll_loss")
     return ClassNLL.apply(input, target._array, weight_array, ignore_index, reduction, 0.0,
                           False)
 
@@ -295,8 +309,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     """
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     _check_same_shape(input, target, "binary_cross_entropy_with_logits")
-    weight_array = weight._array if weight is not None else None
-    pos_array = pos_weight._array if pos_weight is not None else None
+    op = "binary_cross_entropy_with_logits"
+    weight_array = _constant(weight, "weight", op)
+    pos_array = _constant(pos_weight, "pos_weight", op)
     losses = BCEWithLogits.apply(input, target, weight_array, pos_array)
     if losses.shape != input.shape:
         raise ValueError(
