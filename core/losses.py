@@ -245,12 +245,37 @@ def _check_same_shape(input, target, op):
         )
 
 
+class MSE(Function):
+    @staticmethod
+    def forward(ctx, input, target, reduction):
+        difference = input - target
+        ctx.save_for_backward(difference)
+        ctx.reduction = reduction
+        squares = difference * difference
+        if reduction == "none":
+            return squares
+        total = squares.sum()
+        return total / squares.size if reduction == "mean" else total
+
+    @staticmethod
+    def backward(ctx, g):
+        (difference,) = ctx.saved_tensors
+        scale = 2 / difference.size if ctx.reduction == "mean" else 2
+        grad = difference * (g * scale)
+        return (grad if ctx.needs_input_grad[0] else None,
+                -grad if ctx.needs_input_grad[1] else None, None)
+
+
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error ``(input - target)**2``, reduced."""
+    """Mean squared error ``(input - target)**2``, reduced (one fused op)."""
     _check_reduction(reduction, "mse_loss")
     _check_same_shape(input, target, "mse_loss")
-    difference = input - target
-    return _reduced(difference * difference, reduction)
+    if input.dtype != target.dtype:
+        raise RuntimeError(
+            f"mse_loss: expected input and target of the same dtype, got {input.dtype} and "
+            f"{target.dtype}"
+        )
+    return MSE.apply(input, target, reduction)
 
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

@@ -9,6 +9,9 @@ from core.autograd.grad_mode import _GradMode
 from core.backend import CPU, Device, device_of
 
 
+_new = object.__new__
+
+
 class Tensor:
     """An n-dimensional array on the CPU (NumPy) or a CUDA device (CuPy) with autograd."""
 
@@ -46,11 +49,19 @@ class Tensor:
         self._hooks = None
         self._retains_grad = False
 
-    @classmethod
-    def _make(cls, array, grad_fn=None, output_nr: int = 0) -> Tensor:
+    @staticmethod
+    def _make(array, grad_fn=None, output_nr: int = 0) -> Tensor:
         """Wrap an array without copying or validating it (the fast path for ops)."""
-        self = object.__new__(cls)
-        Tensor._init(self, array, grad_fn, output_nr)
+        self = _new(Tensor)
+        self._array = array
+        self._requires_grad = grad_fn is not None
+        self._grad = None
+        self.grad_fn = grad_fn
+        self._output_nr = output_nr
+        self._version = [0]
+        self._base = None
+        self._hooks = None
+        self._retains_grad = False
         return self
 
     # ---- what it is ----------------------------------------------------------------------
@@ -391,22 +402,22 @@ class Tensor:
 
     # ---- arithmetic ----------------------------------------------------------------------
     def __add__(self, other):
-        return _arith.add(self, other)
+        return _arith._binary(_arith.Add, self, other)
 
     def __radd__(self, other):
-        return _arith.add(other, self)
+        return _arith._binary(_arith.Add, other, self)
 
     def __sub__(self, other):
-        return _arith.sub(self, other)
+        return _arith._binary(_arith.Sub, self, other)
 
     def __rsub__(self, other):
-        return _arith.sub(other, self)
+        return _arith._binary(_arith.Sub, other, self)
 
     def __mul__(self, other):
-        return _arith.mul(self, other)
+        return _arith._binary(_arith.Mul, self, other)
 
     def __rmul__(self, other):
-        return _arith.mul(other, self)
+        return _arith._binary(_arith.Mul, other, self)
 
     def __truediv__(self, other):
         return _arith.div(self, other)

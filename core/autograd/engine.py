@@ -7,6 +7,7 @@ import itertools
 
 import numpy
 
+from core.autograd.function import Function
 from core.autograd.grad_mode import no_grad
 
 
@@ -30,8 +31,6 @@ def run_backward(roots, retain_graph: bool, captures: dict | None = None) -> Non
 
 
 def _process(node, grads, retain_graph, pending, heap, order, captures) -> None:
-    if node._freed:
-        node.saved_tensors  # raises the "backward through the graph a second time" error
     for i, grad in enumerate(grads):
         if grad is None:
             shape, dtype = node._outputs[i]
@@ -46,14 +45,15 @@ def _process(node, grads, retain_graph, pending, heap, order, captures) -> None:
     result = type(node).backward(node, *grads)
     if not isinstance(result, tuple):
         result = (result,)
-    if len(result) != len(node._edges):
+    edges = node._edges
+    if len(result) != len(edges):
         raise RuntimeError(
             f"function {node.name()} returned {len(result)} gradients, "
-            f"expected {len(node._edges)} (one per forward input)"
+            f"expected {len(edges)} (one per forward input)"
         )
     if not retain_graph:
         node._release()
-    for edge, grad in zip(node._edges, result):
+    for edge, grad in zip(edges, result):
         if edge is None or grad is None:
             continue
         if isinstance(grad, numpy.generic):  # NumPy returns scalars for 0-d results
@@ -76,11 +76,11 @@ def _process(node, grads, retain_graph, pending, heap, order, captures) -> None:
 
 def _send(target, output_nr, grad, pending, heap, order, captures) -> None:
     """Deliver ``grad`` to a node's output slot, or to a leaf tensor."""
-    from core.autograd.function import Function
-
     if isinstance(target, Function):
         slots = pending.get(target)
         if slots is None:
+            if target._freed:
+                target.saved_tensors  # raises the "backward through the graph a second time" error
             slots = pending[target] = [None] * len(target._outputs)
             heapq.heappush(heap, (-target._rank, next(order), target))
         slots[output_nr] = grad if slots[output_nr] is None else slots[output_nr] + grad

@@ -17,16 +17,17 @@ class Function:
     passed to both is the instance itself, which becomes the ``grad_fn`` of the outputs.
     """
 
-    def __init__(self):
-        self.needs_input_grad = ()  # one bool per positional input
-        self._edges = ()  # per input: None | (node, output_nr) | leaf Tensor
-        self._saved = None  # arrays saved for backward
-        self._saved_versions = ()  # per saved array: (version counter, version) or None
-        self._outputs = ()  # (shape, dtype) per output, to materialise missing grads
-        self._non_differentiable = ()  # ids of output arrays that carry no gradient
-        self._hooks = None  # {output_nr: [hook, ...]} for non-leaf tensors
-        self._rank = 0  # 1 + the largest rank among input nodes (leaves are 0)
-        self._freed = False
+    # Per-node state. Class-level defaults keep creating a node cheap: most ops run without
+    # recording a graph, and those that do only set what they need.
+    needs_input_grad = ()  # one bool per positional input
+    _edges = ()  # per input: None | (node, output_nr) | leaf Tensor
+    _saved = None  # arrays saved for backward
+    _saved_versions = ()  # per saved array: (version counter, version) or None
+    _outputs = ()  # (shape, dtype) per output, to materialise missing grads
+    _non_differentiable = ()  # ids of output arrays that carry no gradient
+    _hooks = None  # {output_nr: [hook, ...]} for non-leaf tensors
+    _rank = 0  # 1 + the largest rank among input nodes (leaves are 0)
+    _freed = False
 
     # ---- API for subclasses --------------------------------------------------------------
     @staticmethod
@@ -86,77 +87,93 @@ class Function:
         self._hooks.setdefault(output_nr, []).append(hook)
 
     def _release(self) -> None:
-        self._saved = None
-        self._saved_versions = ()
-        self._freed = True
-        for key in list(vars(self)):
-            if not key.startswith("_") and key != "needs_input_grad":
-                delattr(self, key)  # arrays stashed on ctx by forward
+        """Drop everything backward needed (saved arrays, values stashed on ctx by forward)."""
+        state = self.__dict__
+        state.clear()
+        state["_freed"] = True
 
     # ---- running the op ------------------------------------------------------------------
     @classmethod
     def apply(cls, *args, **kwargs):
         """Run ``forward`` on the arrays behind ``args`` and record the graph if needed."""
-        Tensor = _tensor_module.Tensor
         ctx = cls()
-        needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
-        ctx.needs_input_grad = needs
-        record = _GradMode.enabled and True in needs
-        raw = [a._array if isinstance(a, Tensor) else a for a in args]
+        raw = []
+        needs = []
+        wants_grad = False
+        for a in args:
+            if isinstance(a, Tensor):
+                raw.append(a._array)
+                needs.append(a._requires_grad)
+                wants_grad = wants_grad or a._requires_grad
+            else:
+                raw.append(a)
+                needs.append(False)
+        ctx.needs_input_grad = tuple(needs)
         try:
             result = cls.forward(ctx, *raw, **kwargs)
         except (ValueError, TypeError, IndexError) as error:
             raise _explain(cls, args, error) from error
-        single = not isinstance(result, tuple)
-        arrays = (result,) if single else result
-        if True in [isinstance(a, numpy.generic) for a in arrays]:
-            # NumPy turns 0-d results into scalars; tensors always hold arrays
-            arrays = tuple(numpy.asarray(a) if isinstance(a, numpy.generic) else a
-                           for a in arrays)
+        record = wants_grad and _GradMode.enabled
+        if type(result) is not tuple:
+            if isinstance(result, numpy.generic):  # NumPy turns 0-d results into scalars
+                result = numpy.asarray(result)
+            if not record:
+                return _make(result)
+            return _record(ctx, args, (result,))[0]
+        arrays = tuple(numpy.asarray(a) if isinstance(a, numpy.generic) else a for a in result)
         if not record:
-            outputs = tuple(Tensor._make(a) for a in arrays)
-            return outputs[0] if single else outputs
-        rank = 0
-        edges = []
-        for a in args:
-            if isinstance(a, Tensor) and a._requires_grad:
-                node = a.grad_fn
-                if node is None:
-                    edges.append(a)
-                else:
-                    edges.append((node, a._output_nr))
-                    if node._rank > rank:
-                        rank = node._rank
+            return tuple(_make(a) for a in arrays)
+        return _record(ctx, args, arrays)
+
+
+def _record(ctx, args, arrays) -> tuple:
+    """Wire ``ctx`` into the graph: edges to the inputs, outputs that point back to it."""
+    rank = 0
+    edges = []
+    for a in args:
+        if isinstance(a, Tensor) and a._requires_grad:
+            node = a.grad_fn
+            if node is None:
+                edges.append(a)
             else:
-                edges.append(None)
-        ctx._edges = tuple(edges)
-        ctx._rank = rank + 1
+                edges.append((node, a._output_nr))
+                if node._rank > rank:
+                    rank = node._rank
+        else:
+            edges.append(None)
+    ctx._edges = tuple(edges)
+    ctx._rank = rank + 1
+    nondiff = ctx._non_differentiable
+    if len(arrays) == 1 and not nondiff:  # the common case, without generator overhead
+        array = arrays[0]
+        ctx._outputs = ((array.shape, array.dtype),)
+        outputs = (_make(array, ctx, 0) if array.dtype.kind == "f" else _make(array),)
+    else:
         ctx._outputs = tuple((a.shape, a.dtype) for a in arrays)
-        nondiff = ctx._non_differentiable
         outputs = tuple(
-            Tensor._make(a, ctx, i)
-            if a.dtype.kind == "f" and id(a) not in nondiff
-            else Tensor._make(a)
+            _make(a, ctx, i) if a.dtype.kind == "f" and id(a) not in nondiff else _make(a)
             for i, a in enumerate(arrays)
         )
-        if ctx._saved:
-            ctx._saved_versions = _version_records(ctx._saved, args, outputs, Tensor)
-        return outputs[0] if single else outputs
+    if ctx._saved:
+        ctx._saved_versions = _version_records(ctx._saved, args, outputs)
+    return outputs
 
 
-def _version_records(saved, args, outputs, Tensor) -> tuple:
+def _version_records(saved, args, outputs) -> tuple:
     """For each saved array that is an input's or output's array: (its counter, version now)."""
-    owners = {id(t._array): t for t in (*args, *outputs) if isinstance(t, Tensor)}
     records = []
     for array in saved:
-        owner = owners.get(id(array))
-        records.append(None if owner is None else (owner._version, owner._version[0]))
+        record = None
+        for owner in (*args, *outputs):
+            if isinstance(owner, Tensor) and owner._array is array:
+                record = (owner._version, owner._version[0])
+                break
+        records.append(record)
     return tuple(records)
 
 
 def _explain(cls, args, error: Exception) -> Exception:
     """Turn a NumPy error inside ``forward`` into one naming the op and its inputs."""
-    Tensor = _tensor_module.Tensor
     op = cls.__name__.lower()
     tensors = [a for a in args if isinstance(a, Tensor)]
     devices = {str(device_of(t._array)) for t in tensors if is_array(t._array)}
@@ -175,3 +192,6 @@ def _explain(cls, args, error: Exception) -> Exception:
 
 
 from core import tensor as _tensor_module  # noqa: E402  (tensor imports ops which import us)
+
+Tensor = _tensor_module.Tensor
+_make = Tensor._make

@@ -11,7 +11,7 @@ from core.tensor import Tensor
 
 
 def _shape(x):
-    return x.shape if hasattr(x, "shape") else ()
+    return getattr(x, "shape", ())
 
 
 class Add(Function):
@@ -184,6 +184,15 @@ def _wrap(value):
 
 
 def _binary(function, a, b, true_divide=False):
+    # fast path: two tensors of one float dtype, or a float tensor and a Python number
+    if type(a) is Tensor and a._array.dtype.kind == "f":
+        if type(b) is Tensor:
+            if a._array.dtype == b._array.dtype:
+                return function.apply(a, b)
+        elif type(b) is float or type(b) is int:
+            return function.apply(a, b)
+    elif type(b) is Tensor and b._array.dtype.kind == "f" and (type(a) is float or type(a) is int):
+        return function.apply(a, b)
     a, b = promote(_wrap(a), _wrap(b), true_divide)
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError(f"{function.__name__.lower()}: expected at least one tensor argument")
