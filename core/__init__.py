@@ -150,15 +150,35 @@ concat = concatenate = cat
 
 
 def is_tensor(obj) -> bool:  # noqa: A001 - shadows the builtin bool above, as PyTorch
-    """True if ``obj`` is a Tensor."""
+    """True if ``obj`` is a Tensor.
+
+    Args:
+        obj: anything.
+    Returns:
+        a bool.
+    """
     return isinstance(obj, Tensor)
 
 
 def is_floating_point(input: Tensor) -> bool:
+    """True if the tensor has a floating dtype.
+
+    Args:
+        input: a tensor.
+    Returns:
+        True for float16/32/64.
+    """
     return input.is_floating_point()
 
 
 def numel(input: Tensor) -> int:
+    """The number of elements of a tensor.
+
+    Args:
+        input: a tensor.
+    Returns:
+        the number of elements.
+    """
     return input.numel()
 
 try:  # registers the einops backend when einops is installed

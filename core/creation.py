@@ -68,12 +68,28 @@ def _nested_arrays(data):
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of ``data`` (list, number, NumPy/CuPy array or Tensor)."""
+    """A new tensor holding a copy of ``data`` (list, number, NumPy/CuPy array or Tensor).
+
+    Args:
+        data: a number, (nested) list, NumPy/CuPy array or Tensor.
+        dtype: defaults to the data's (Python floats: the default dtype).
+        device: "cpu" or "cuda[:i]".
+        requires_grad: make it a leaf that records gradients.
+    Returns:
+        a new tensor.
+    """
     return _finish(_to_array(data, dtype, copy=True), device, requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
-    """Like ``tensor`` but shares memory with an array or tensor when nothing changes."""
+    """Like ``tensor`` but shares memory with an array or tensor when nothing changes.
+
+    Args:
+        data: as for ``tensor``.
+        dtype, device: as for ``tensor``.
+    Returns:
+        a tensor, sharing memory when possible.
+    """
     if isinstance(data, Tensor) and dtype is None and device is None:
         return data
     if isinstance(data, Tensor):
@@ -82,7 +98,13 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
 
 
 def from_numpy(array: numpy.ndarray) -> Tensor:
-    """A CPU tensor sharing memory with a NumPy array (writes show in both)."""
+    """A CPU tensor sharing memory with a NumPy array (writes show in both).
+
+    Args:
+        array: a numpy.ndarray.
+    Returns:
+        a CPU tensor of the same shape.
+    """
     if not isinstance(array, numpy.ndarray):
         raise TypeError(f"from_numpy: expected numpy.ndarray, got {type(array).__name__}")
     dtypes.as_dtype(array.dtype, "from_numpy")
@@ -121,22 +143,51 @@ def _on(device):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
+    """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``.
+
+    Args:
+        size: ints, or one tuple/list.
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a tensor of ``size``.
+    """
     return _filled(size, 0, _dtype(dtype), device, requires_grad, "zeros")
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor of ones."""
+    """A tensor of ones.
+
+    Args:
+        size: ints, or one tuple/list.
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a tensor of ``size``.
+    """
     return _filled(size, 1, _dtype(dtype), device, requires_grad, "ones")
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """An uninitialised tensor."""
+    """An uninitialised tensor.
+
+    Args:
+        size: ints, or one tuple/list.
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a tensor of ``size``.
+    """
     return _filled(size, None, _dtype(dtype), device, requires_grad, "empty")
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor filled with ``fill_value`` (its dtype inferred from the value if not given)."""
+    """A tensor filled with ``fill_value`` (its dtype inferred from the value if not given).
+
+    Args:
+        size: a tuple of ints.
+        fill_value: the value.
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a tensor of ``size``.
+    """
     if dtype is None:
         dtype = _infer_dtype(fill_value, numpy.asarray(fill_value))
     return _filled((size,), fill_value, _dtype(dtype), device, requires_grad, "full")
@@ -148,27 +199,69 @@ def _like(input: Tensor, dtype, device):
 
 
 def zeros_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Zeros shaped like ``input``.
+
+    Args:
+        input: the tensor whose shape (and dtype, device) to copy.
+        dtype, device, requires_grad: overrides.
+    Returns:
+        a tensor shaped like ``input``.
+    """
     dtype, device = _like(input, dtype, device)
     return zeros(input.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def ones_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Ones shaped like ``input``.
+
+    Args:
+        input: the tensor whose shape (and dtype, device) to copy.
+        dtype, device, requires_grad: overrides.
+    Returns:
+        a tensor shaped like ``input``.
+    """
     dtype, device = _like(input, dtype, device)
     return ones(input.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """An uninitialised tensor shaped like ``input``.
+
+    Args:
+        input: the tensor whose shape (and dtype, device) to copy.
+        dtype, device, requires_grad: overrides.
+    Returns:
+        a tensor shaped like ``input``.
+    """
     dtype, device = _like(input, dtype, device)
     return empty(input.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def full_like(input: Tensor, fill_value, *, dtype=None, device=None, requires_grad=False):
+    """A tensor shaped like ``input`` filled with ``fill_value``.
+
+    Args:
+        input: the tensor whose shape (and dtype, device) to copy.
+        fill_value: the value.
+        dtype, device, requires_grad: overrides.
+    Returns:
+        a tensor shaped like ``input``.
+    """
     dtype, device = _like(input, dtype, device)
     return full(input.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """``[start, end)`` in steps of ``step``; int64 for integer arguments, else default float."""
+    """``[start, end)`` in steps of ``step``; int64 for integer arguments, else default float.
+
+    Args:
+        start: first value (or the end, if ``end`` is None).
+        end: exclusive end.
+        step: nonzero step.
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a 1-D tensor.
+    """
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -185,7 +278,15 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive.
+
+    Args:
+        start, end: the first and last values.
+        steps: how many values.
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        ``(steps,)``.
+    """
     if steps < 0:
         raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
     array = numpy.linspace(start, end, steps).astype(_dtype(dtype))
@@ -193,7 +294,15 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """The ``n x m`` identity matrix."""
+    """The ``n x m`` identity matrix.
+
+    Args:
+        n: rows.
+        m: columns (default n).
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        ``(n, m)``.
+    """
     return _finish(numpy.eye(n, m, dtype=_dtype(dtype)), device, requires_grad)
 
 
@@ -207,7 +316,15 @@ def _random(draw, size, dtype, device, requires_grad, op):
 
 def rand(*size, generator: Generator | None = None, dtype=None, device=None,
          requires_grad=False) -> Tensor:
-    """Uniform samples from ``[0, 1)``."""
+    """Uniform samples from ``[0, 1)``.
+
+    Args:
+        size: ints, or one tuple/list.
+        generator: a seeded Generator (default: the global one).
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a tensor of ``size``.
+    """
     dtype = _dtype(dtype)
     draw_dtype = dtype if dtype in (dtypes.float32, dtypes.float64) else numpy.float64
     return _random(lambda s: rng(generator).random(s, dtype=draw_dtype), size, dtype, device,
@@ -216,7 +333,15 @@ def rand(*size, generator: Generator | None = None, dtype=None, device=None,
 
 def randn(*size, generator: Generator | None = None, dtype=None, device=None,
           requires_grad=False) -> Tensor:
-    """Standard normal samples."""
+    """Standard normal samples.
+
+    Args:
+        size: ints, or one tuple/list.
+        generator: a seeded Generator (default: the global one).
+        dtype, device, requires_grad: as for ``tensor``.
+    Returns:
+        a tensor of ``size``.
+    """
     dtype = _dtype(dtype)
     draw_dtype = dtype if dtype in (dtypes.float32, dtypes.float64) else numpy.float64
     return _random(lambda s: rng(generator).standard_normal(s, dtype=draw_dtype), size, dtype,
@@ -225,7 +350,16 @@ def randn(*size, generator: Generator | None = None, dtype=None, device=None,
 
 def randint(low: int, high: int | None = None, size=None, *, generator=None, dtype=None,
             device=None) -> Tensor:
-    """Integers uniform in ``[low, high)``: ``randint(10, (3,))`` or ``randint(2, 10, (3,))``."""
+    """Integers uniform in ``[low, high)``: ``randint(10, (3,))`` or ``randint(2, 10, (3,))``.
+
+    Args:
+        low: inclusive lower bound (or the upper bound, if ``high`` is None).
+        high: exclusive upper bound.
+        size: a tuple.
+        generator, dtype, device: as for ``rand``.
+    Returns:
+        an int64 tensor of ``size``.
+    """
     if size is None:
         if high is None or not isinstance(high, (tuple, list)):
             raise TypeError("randint: missing the 'size' argument")
@@ -240,7 +374,16 @@ def randint(low: int, high: int | None = None, size=None, *, generator=None, dty
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None):
-    """Normal samples: tensors ``mean``/``std`` (elementwise) or numbers with a ``size``."""
+    """Normal samples: tensors ``mean``/``std`` (elementwise) or numbers with a ``size``.
+
+    Args:
+        mean: a number or tensor.
+        std: a number or tensor (non-negative).
+        size: required when both are numbers.
+        generator, dtype, device: as for ``rand``.
+    Returns:
+        samples of the broadcast shape (or ``size``).
+    """
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
         like = mean if isinstance(mean, Tensor) else std
         noise = randn(*numpy.broadcast_shapes(
@@ -256,16 +399,39 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
 
 
 def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
-    """A random permutation of ``0..n-1``."""
+    """A random permutation of ``0..n-1``.
+
+    Args:
+        n: the length.
+        generator, dtype, device: as for ``rand``.
+    Returns:
+        ``(n,)`` int64.
+    """
     return _finish(rng(generator).permutation(n).astype(_dtype(dtype, dtypes.int64)), device,
                    False)
 
 
 def rand_like(input: Tensor, *, generator=None, dtype=None, device=None) -> Tensor:
+    """Uniform samples shaped like ``input``.
+
+    Args:
+        input: the tensor whose shape (and dtype, device) to copy.
+        generator, dtype, device: as for ``rand``.
+    Returns:
+        a tensor shaped like ``input``.
+    """
     dtype, device = _like(input, dtype, device)
     return rand(input.shape, generator=generator, dtype=dtype, device=device)
 
 
 def randn_like(input: Tensor, *, generator=None, dtype=None, device=None) -> Tensor:
+    """Normal samples shaped like ``input``.
+
+    Args:
+        input: the tensor whose shape (and dtype, device) to copy.
+        generator, dtype, device: as for ``rand``.
+    Returns:
+        a tensor shaped like ``input``.
+    """
     dtype, device = _like(input, dtype, device)
     return randn(input.shape, generator=generator, dtype=dtype, device=device)

@@ -36,12 +36,22 @@ def is_floating(dtype) -> bool:
 
 
 def get_default_dtype() -> numpy.dtype:
-    """The dtype of floating tensors created from Python numbers (float32 unless changed)."""
+    """The dtype of floating tensors created from Python numbers (float32 unless changed).
+
+    Returns:
+        float32 unless changed.
+    """
     return _default_dtype
 
 
 def set_default_dtype(dtype) -> None:
-    """Set the dtype of floating tensors created from Python numbers (float32 or float64)."""
+    """Set the dtype of floating tensors created from Python numbers (float32 or float64).
+
+    Args:
+        dtype: float32 or float64.
+    Returns:
+        None.
+    """
     global _default_dtype
     dtype = as_dtype(dtype)
     if not is_floating(dtype):

@@ -216,6 +216,15 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     """Negative log-likelihood of log-probabilities ``input`` at class indices ``target``.
 
     Shapes and options as ``cross_entropy`` with class-index targets.
+
+    Args:
+        input: log-probabilities ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)``.
+        target: int class indices ``(N)``, ``(N, d1, ...)`` or ``()``.
+        weight: ``(C,)`` per-class weights.
+        ignore_index: targets to skip.
+        reduction: "none", "mean" or "sum".
+    Returns:
+        the loss (a scalar unless ``reduction="none"``).
     """
     _check_reduction(reduction, "nll_loss")
     classes = _check_class_input(input, target, weight, "nll_loss")
@@ -267,7 +276,15 @@ class MSE(Function):
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error ``(input - target)**2``, reduced (one fused op)."""
+    """Mean squared error ``(input - target)**2``, reduced (one fused op).
+
+    Args:
+        input: any shape ``(*)``.
+        target: same shape.
+        reduction: "none", "mean" or "sum".
+    Returns:
+        the loss (``(*)`` for "none").
+    """
     _check_reduction(reduction, "mse_loss")
     _check_same_shape(input, target, "mse_loss")
     if input.dtype != target.dtype:
@@ -279,7 +296,15 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean absolute error ``|input - target|``, reduced."""
+    """Mean absolute error ``|input - target|``, reduced.
+
+    Args:
+        input: any shape ``(*)``.
+        target: same shape.
+        reduction: "none", "mean" or "sum".
+    Returns:
+        the loss (``(*)`` for "none").
+    """
     _check_reduction(reduction, "l1_loss")
     _check_same_shape(input, target, "l1_loss")
     return _reduced((input - target).abs(), reduction)

@@ -60,7 +60,9 @@ class BaseMask:
         xp_positions = _arange_like(matrix)
         prefix = xp_positions < counts[..., None]
         if not bool((prefix == matrix).all()):
-            raise ValueError("The mask is not a length mask: some row is not ones followed by zeros")
+            raise ValueError(
+                "The mask is not a length mask: some row is not ones followed by zeros"
+            )
         return Tensor._make(counts.astype(dtypes.int64))
 
     @cached_property

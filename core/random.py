@@ -12,6 +12,9 @@ class Generator:
 
     Numbers are drawn on the CPU and moved to the tensor's device, so the same seed gives the
     same values on every device.
+
+    Args:
+        device: accepted for PyTorch compatibility; draws happen on the CPU.
     """
 
     def __init__(self, device="cpu"):
@@ -64,23 +67,51 @@ default_generator = Generator()
 
 
 def manual_seed(seed: int) -> Generator:
-    """Seed the default generator (used when no ``generator=`` is given)."""
+    """Seed the default generator (used when no ``generator=`` is given).
+
+    Args:
+        seed: an int.
+    Returns:
+        the default Generator.
+    """
     return default_generator.manual_seed(seed)
 
 
 def seed() -> int:
+    """Re-seed the default generator from fresh entropy.
+
+    Returns:
+        the new seed of the default Generator (drawn from fresh entropy).
+    """
     return default_generator.seed()
 
 
 def initial_seed() -> int:
+    """The default generator's seed.
+
+    Returns:
+        the seed the default Generator was last seeded with.
+    """
     return default_generator.initial_seed()
 
 
 def get_rng_state():
+    """The default generator's state.
+
+    Returns:
+        the default Generator's state as a uint8 tensor.
+    """
     return default_generator.get_state()
 
 
 def set_rng_state(state) -> None:
+    """Restore the default generator's state.
+
+    Args:
+        state: a tensor from ``get_rng_state``.
+    Returns:
+        None.
+    """
     default_generator.set_state(state)
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy
 
 from core import dtypes
-from core.autograd.grad_mode import _GradMode
 from core.backend import CPU, Device, device_of
-
 
 _new = object.__new__
 
@@ -397,7 +395,7 @@ class Tensor:
         elif self._requires_grad:
             extras.append("requires_grad=True")
         if array.size == 0:
-            body = f"[]" if array.ndim == 1 else f"[], size={tuple(array.shape)}"
+            body = "[]" if array.ndim == 1 else f"[], size={tuple(array.shape)}"
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
     # ---- arithmetic ----------------------------------------------------------------------

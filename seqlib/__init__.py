@@ -6,7 +6,9 @@
 
 from core import *  # noqa: F403 - seqlib re-exports the core API by design
 from core import autograd, cuda, dtypes, functional, losses  # noqa: F401
-from seqlib import masking  # noqa: F401
-from seqlib import nn  # noqa: F401
+from seqlib import (
+    masking,  # noqa: F401
+    nn,  # noqa: F401
+)
 
 __version__ = "0.1.0"

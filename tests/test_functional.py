@@ -161,7 +161,8 @@ ACTIVATIONS = {
                                                        * (a + 0.044715 * a**3)))),
     "silu": (F.silu, lambda a: a / (1 + numpy.exp(-a))),
     "elu": (F.elu, lambda a: numpy.where(a > 0, a, numpy.exp(a) - 1)),
-    "elu_alpha": (lambda t: F.elu(t, 0.5), lambda a: numpy.where(a > 0, a, 0.5 * (numpy.exp(a) - 1))),
+    "elu_alpha": (lambda t: F.elu(t, 0.5),
+                  lambda a: numpy.where(a > 0, a, 0.5 * (numpy.exp(a) - 1))),
     "sigmoid": (F.sigmoid, lambda a: 1 / (1 + numpy.exp(-a))),
     "tanh": (F.tanh, numpy.tanh),
 }

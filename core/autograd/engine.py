@@ -80,7 +80,7 @@ def _send(target, output_nr, grad, pending, heap, order, captures) -> None:
         slots = pending.get(target)
         if slots is None:
             if target._freed:
-                target.saved_tensors  # raises the "backward through the graph a second time" error
+                _ = target.saved_tensors  # raises "backward through the graph a second time"
             slots = pending[target] = [None] * len(target._outputs)
             heapq.heappush(heap, (-target._rank, next(order), target))
         slots[output_nr] = grad if slots[output_nr] is None else slots[output_nr] + grad

@@ -10,7 +10,11 @@ class _GradMode:
 
 
 def is_grad_enabled() -> bool:
-    """True when operations record a graph for backward."""
+    """True when operations record a graph for backward.
+
+    Returns:
+        a bool.
+    """
     return _GradMode.enabled
 
 

@@ -137,7 +137,14 @@ def _float(input: Tensor, op: str) -> Tensor:
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    """``max(x, 0)``."""
+    """``max(x, 0)``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        inplace: overwrite ``input``.
+    Returns:
+        same shape.
+    """
     return _inplace_or(ReLU.apply(_float(input, "relu")), input, inplace)
 
 
@@ -152,37 +159,79 @@ def _inplace_or(result: Tensor, input: Tensor, inplace: bool) -> Tensor:
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
-    """``x`` for ``x > 0``, else ``negative_slope * x``."""
+    """``x`` for ``x > 0``, else ``negative_slope * x``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        negative_slope: the slope for negative inputs.
+        inplace: overwrite ``input``.
+    Returns:
+        same shape.
+    """
     return _inplace_or(LeakyReLU.apply(_float(input, "leaky_relu"), negative_slope), input,
                        inplace)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """``x * Phi(x)`` exactly (erf), or with ``approximate="tanh"`` the tanh formula."""
+    """``x * Phi(x)`` exactly (erf), or with ``approximate="tanh"`` the tanh formula.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        approximate: "none" or "tanh".
+    Returns:
+        same shape.
+    """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return GELU.apply(_float(input, "gelu"), approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
-    """``x * sigmoid(x)`` (swish)."""
+    """``x * sigmoid(x)`` (swish).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        inplace: overwrite ``input``.
+    Returns:
+        same shape.
+    """
     return _inplace_or(SiLU.apply(_float(input, "silu")), input, inplace)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        alpha: the saturation value for negative inputs.
+        inplace: overwrite ``input``.
+    Returns:
+        same shape.
+    """
     return _inplace_or(ELU.apply(_float(input, "elu"), alpha), input, inplace)
 
 
 def sigmoid(input: Tensor) -> Tensor:
-    """``1 / (1 + exp(-x))``, computed without overflow."""
+    """``1 / (1 + exp(-x))``, computed without overflow.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        same shape.
+    """
     from core.ops.pointwise import sigmoid as _sigmoid
 
     return _sigmoid(input)
 
 
 def tanh(input: Tensor) -> Tensor:
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        same shape.
+    """
     from core.ops.pointwise import tanh as _tanh
 
     return _tanh(input)
@@ -198,12 +247,28 @@ def _softmax_input(input, dim, dtype, op):
 
 
 def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """``exp(x) / sum(exp(x))`` along ``dim``, stable for large logits."""
+    """``exp(x) / sum(exp(x))`` along ``dim``, stable for large logits.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: the dim that sums to one.
+        dtype: compute in this dtype.
+    Returns:
+        same shape.
+    """
     input, d = _softmax_input(input, dim, dtype, "softmax")
     return Softmax.apply(input, d)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """``x - logsumexp(x)`` along ``dim``, stable for large logits."""
+    """``x - logsumexp(x)`` along ``dim``, stable for large logits.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: the dim to normalise over.
+        dtype: compute in this dtype.
+    Returns:
+        same shape.
+    """
     input, d = _softmax_input(input, dim, dtype, "log_softmax")
     return LogSoftmax.apply(input, d)

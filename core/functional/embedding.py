@@ -57,7 +57,14 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
-    """``(*, num_classes)`` int64 with a 1 at each index (``num_classes=-1``: max + 1)."""
+    """``(*, num_classes)`` int64 with a 1 at each index (``num_classes=-1``: max + 1).
+
+    Args:
+        tensor: integer class indices ``(*)``.
+        num_classes: the number of classes, -1 for ``max + 1``.
+    Returns:
+        ``(*, num_classes)`` int64.
+    """
     if tensor.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer (index) tensor, got {tensor.dtype}")
     array = tensor._array

@@ -86,7 +86,7 @@ def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float | None =
         )
     for (a, b), n in zip(widths, input.shape):
         if min(a, b) < 0:
-            raise ValueError(f"pad: negative padding is only supported in constant mode")
+            raise ValueError("pad: negative padding is only supported in constant mode")
         if mode == "reflect" and max(a, b) >= n and max(a, b) > 0:
             raise ValueError(
                 f"pad: reflect padding ({a}, {b}) must be smaller than the dimension size {n}"

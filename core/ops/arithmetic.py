@@ -200,26 +200,57 @@ def _binary(function, a, b, true_divide=False):
 
 
 def add(input, other, *, alpha=1) -> Tensor:
-    """``input + alpha * other`` with broadcasting."""
+    """``input + alpha * other`` with broadcasting.
+
+    Args:
+        input: tensor or number.
+        other: tensor or number, broadcast against ``input``.
+        alpha: multiplier of ``other``.
+    Returns:
+        the broadcast shape.
+    """
     if alpha != 1:
         other = mul(other, alpha)
     return _binary(Add, input, other)
 
 
 def sub(input, other, *, alpha=1) -> Tensor:
-    """``input - alpha * other`` with broadcasting."""
+    """``input - alpha * other`` with broadcasting.
+
+    Args:
+        input: tensor or number.
+        other: tensor or number, broadcast against ``input``.
+        alpha: multiplier of ``other``.
+    Returns:
+        the broadcast shape.
+    """
     if alpha != 1:
         other = mul(other, alpha)
     return _binary(Sub, input, other)
 
 
 def mul(input, other) -> Tensor:
-    """Elementwise product with broadcasting."""
+    """Elementwise product with broadcasting.
+
+    Args:
+        input: tensor or number.
+        other: tensor or number, broadcast against ``input``.
+    Returns:
+        the broadcast shape.
+    """
     return _binary(Mul, input, other)
 
 
 def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
-    """True division with broadcasting; ``rounding_mode`` "floor" or "trunc" as PyTorch."""
+    """True division with broadcasting; ``rounding_mode`` "floor" or "trunc" as PyTorch.
+
+    Args:
+        input: dividend (tensor or number).
+        other: divisor (tensor or number), broadcast.
+        rounding_mode: None (true division), "floor" or "trunc".
+    Returns:
+        the broadcast shape; float unless both are integers and rounding_mode is set.
+    """
     if rounding_mode is None:
         return _binary(Div, input, other, true_divide=True)
     if rounding_mode not in ("floor", "trunc"):
@@ -247,20 +278,47 @@ def _integral(x) -> bool:
 
 
 def pow(input, exponent) -> Tensor:  # noqa: A001 - PyTorch's name
-    """``input ** exponent`` with broadcasting."""
+    """``input ** exponent`` with broadcasting.
+
+    Args:
+        input: base (tensor or number).
+        exponent: tensor or number, broadcast.
+    Returns:
+        the broadcast shape.
+    """
     return _binary(Pow, input, exponent)
 
 
 def neg(input: Tensor) -> Tensor:
-    """``-input``."""
+    """``-input``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        same shape.
+    """
     return Neg.apply(input)
 
 
 def maximum(input: Tensor, other: Tensor) -> Tensor:
-    """Elementwise maximum; on ties the gradient is split evenly."""
+    """Elementwise maximum; on ties the gradient is split evenly.
+
+    Args:
+        input: tensor.
+        other: tensor, broadcast against ``input``.
+    Returns:
+        the broadcast shape.
+    """
     return _binary(Maximum, input, other)
 
 
 def minimum(input: Tensor, other: Tensor) -> Tensor:
-    """Elementwise minimum; on ties the gradient is split evenly."""
+    """Elementwise minimum; on ties the gradient is split evenly.
+
+    Args:
+        input: tensor.
+        other: tensor, broadcast against ``input``.
+    Returns:
+        the broadcast shape.
+    """
     return _binary(Minimum, input, other)

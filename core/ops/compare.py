@@ -21,7 +21,11 @@ def _compare(name):
             raise RuntimeError(f"{name}: {error} (shapes {_shape(a)} and {_shape(b)})") from None
 
     apply.__name__ = name
-    apply.__doc__ = f"Elementwise ``{name}`` with broadcasting; a bool tensor."
+    apply.__doc__ = (
+        f"Elementwise ``{name}`` with broadcasting.\n\n"
+        "    Args:\n        input: a tensor.\n        other: a tensor or number, broadcast.\n"
+        "    Returns:\n        a bool tensor of the broadcast shape.\n"
+    )
     return apply
 
 
@@ -54,42 +58,107 @@ def invert(input: Tensor) -> Tensor:
 
 
 def logical_not(input: Tensor) -> Tensor:
+    """Elementwise logical not.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        a bool tensor, same shape.
+    """
     return Tensor._make(get_array_module(input._array).logical_not(input._array))
 
 
 def logical_and(input: Tensor, other: Tensor) -> Tensor:
+    """Elementwise logical and.
+
+    Args:
+        input, other: tensors (broadcast).
+    Returns:
+        a bool tensor.
+    """
     return Tensor._make(get_array_module(input._array).logical_and(_raw(input), _raw(other)))
 
 
 def logical_or(input: Tensor, other: Tensor) -> Tensor:
+    """Elementwise logical or.
+
+    Args:
+        input, other: tensors (broadcast).
+    Returns:
+        a bool tensor.
+    """
     return Tensor._make(get_array_module(input._array).logical_or(_raw(input), _raw(other)))
 
 
 def isnan(input: Tensor) -> Tensor:
+    """Where the input is NaN.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        a bool tensor, same shape.
+    """
     return Tensor._make(get_array_module(input._array).isnan(input._array))
 
 
 def isinf(input: Tensor) -> Tensor:
+    """Where the input is +-inf.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        a bool tensor, same shape.
+    """
     return Tensor._make(get_array_module(input._array).isinf(input._array))
 
 
 def isfinite(input: Tensor) -> Tensor:
+    """Where the input is finite.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        a bool tensor, same shape.
+    """
     return Tensor._make(get_array_module(input._array).isfinite(input._array))
 
 
 def equal(input: Tensor, other: Tensor) -> bool:
-    """True if both tensors have the same shape and elements."""
+    """True if both tensors have the same shape and elements.
+
+    Args:
+        input, other: tensors.
+    Returns:
+        a Python bool.
+    """
     a, b = _raw(input), _raw(other)
     return a.shape == b.shape and bool(get_array_module(a, b).array_equal(a, b))
 
 
 def allclose(input: Tensor, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
-    """True if ``|input - other| <= atol + rtol * |other|`` everywhere."""
+    """True if ``|input - other| <= atol + rtol * |other|`` everywhere.
+
+    Args:
+        input, other: tensors (broadcast).
+        rtol, atol: tolerances.
+        equal_nan: NaNs compare equal.
+    Returns:
+        a Python bool.
+    """
     a, b = _raw(input), _raw(other)
     return bool(get_array_module(a, b).allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 def isclose(input: Tensor, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> Tensor:
+    """Elementwise ``|input - other| <= atol + rtol * |other|``.
+
+    Args:
+        input, other: tensors (broadcast).
+        rtol, atol: tolerances.
+        equal_nan: NaNs compare equal.
+    Returns:
+        a bool tensor of the broadcast shape.
+    """
     a, b = _raw(input), _raw(other)
     xp = get_array_module(a, b)
     return Tensor._make(as_array(xp.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), a))

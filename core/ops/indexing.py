@@ -106,7 +106,15 @@ def _index_tensor(index, op, argument="index"):
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for other dims)."""
+    """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for other dims).
+
+    Args:
+        input: ``(*)``.
+        dim: the dim to index along.
+        index: int64 tensor with ``input``'s number of dims.
+    Returns:
+        ``index``-shaped values.
+    """
     _index_tensor(index, "gather")
     d = normalize_dim(dim, input.ndim, "gather")
     if index.ndim != input.ndim:
@@ -118,7 +126,15 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
-    """The entries of ``input`` at the 1-D ``index`` along ``dim``."""
+    """The entries of ``input`` at the 1-D ``index`` along ``dim``.
+
+    Args:
+        input: ``(*)``.
+        dim: the dim to index along.
+        index: 1-D integer tensor.
+    Returns:
+        ``input`` with ``dim`` of size ``len(index)``.
+    """
     _index_tensor(index, "index_select")
     if index.ndim > 1:
         raise IndexError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
@@ -130,7 +146,15 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
 
 
 def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
-    """``value`` where ``mask`` is true, else ``input`` (mask broadcasts to the input)."""
+    """``value`` where ``mask`` is true, else ``input`` (mask broadcasts to the input).
+
+    Args:
+        input: ``(*)``.
+        mask: bool tensor broadcastable to ``input``.
+        value: a number or 0-d tensor.
+    Returns:
+        same shape as ``input``.
+    """
     from core.ops.pointwise import where
 
     if not isinstance(mask, Tensor) or mask.dtype.kind != "b":

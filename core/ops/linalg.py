@@ -39,7 +39,14 @@ class MatMul(Function):
 
 
 def matmul(input: Tensor, other: Tensor) -> Tensor:
-    """Matrix product with NumPy's rules: batched, broadcasting, and 1-D vectors."""
+    """Matrix product with NumPy's rules: batched, broadcasting, and 1-D vectors.
+
+    Args:
+        input: ``(*, n, k)`` or ``(k,)``.
+        other: ``(*, k, m)`` or ``(k,)``; batch dims broadcast.
+    Returns:
+        ``(*, n, m)`` with vector dims dropped.
+    """
     from core.ops.arithmetic import _wrap, promote
 
     input, other = promote(_wrap(input), _wrap(other))
@@ -90,7 +97,14 @@ class Einsum(Function):
 
 
 def einsum(equation: str, *operands) -> Tensor:
-    """Einstein summation, e.g. ``einsum("nlhd,nshd->nhls", q, k)``; ``...`` is supported."""
+    """Einstein summation, e.g. ``einsum("nlhd,nshd->nhls", q, k)``; ``...`` is supported.
+
+    Args:
+        equation: subscripts, e.g. "ij,jk->ik" (implicit output and ``...`` allowed).
+        operands: the tensors (or one list of them).
+    Returns:
+        the contraction.
+    """
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     inputs, output = _parse_einsum(equation, [o.ndim for o in operands])

@@ -219,7 +219,11 @@ def _unary(function, op):
         return function.apply(input)
 
     apply.__name__ = op
-    apply.__doc__ = f"Elementwise ``{op}``; integer inputs are computed in the default float dtype."
+    apply.__doc__ = (
+        f"Elementwise ``{op}``; integer inputs are computed in the default float dtype.\n\n"
+        "    Args:\n        input: a tensor of any shape ``(*)``.\n"
+        "    Returns:\n        a floating tensor of the same shape.\n"
+    )
     return apply
 
 
@@ -236,19 +240,41 @@ erf = _unary(Erf, "erf")
 
 
 def abs(input: Tensor) -> Tensor:  # noqa: A001 - PyTorch's name
-    """Elementwise absolute value (gradient ``sign(x)``, 0 at 0)."""
+    """Elementwise absolute value (gradient ``sign(x)``, 0 at 0).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+    Returns:
+        same shape.
+    """
     return Abs.apply(input)
 
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
-    """Limit values to ``[min, max]``; the gradient passes where ``min <= x <= max``."""
+    """Limit values to ``[min, max]``; the gradient passes where ``min <= x <= max``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        min: lower bound or None.
+        max: upper bound or None.
+    Returns:
+        same shape.
+    """
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
     return Clamp.apply(input, min, max)
 
 
 def where(condition: Tensor, input, other) -> Tensor:
-    """Pick ``input`` where ``condition`` is true, else ``other`` (broadcasting all three)."""
+    """Pick ``input`` where ``condition`` is true, else ``other`` (broadcasting all three).
+
+    Args:
+        condition: bool tensor.
+        input: values where true (tensor or number).
+        other: values where false (tensor or number); all three broadcast.
+    Returns:
+        the broadcast shape.
+    """
     from core.ops.arithmetic import _wrap, promote
 
     condition = _wrap(condition)
@@ -259,13 +285,27 @@ def where(condition: Tensor, input, other) -> Tensor:
 
 
 def tril(input: Tensor, diagonal: int = 0) -> Tensor:
-    """Keep the lower triangle (``j <= i + diagonal``) of the last two dims."""
+    """Keep the lower triangle (``j <= i + diagonal``) of the last two dims.
+
+    Args:
+        input: ``(*, R, C)``.
+        diagonal: 0 is the main diagonal, >0 above it, <0 below.
+    Returns:
+        ``(*, R, C)``.
+    """
     _check_matrix(input, "tril")
     return Triangle.apply(input, diagonal, True)
 
 
 def triu(input: Tensor, diagonal: int = 0) -> Tensor:
-    """Keep the upper triangle (``j >= i + diagonal``) of the last two dims."""
+    """Keep the upper triangle (``j >= i + diagonal``) of the last two dims.
+
+    Args:
+        input: ``(*, R, C)``.
+        diagonal: 0 is the main diagonal, >0 above it, <0 below.
+    Returns:
+        ``(*, R, C)``.
+    """
     _check_matrix(input, "triu")
     return Triangle.apply(input, diagonal, False)
 
@@ -279,11 +319,17 @@ def _rounding(name):
     def apply(input: Tensor, decimals: int = 0) -> Tensor:
         if input._array.dtype.kind != "f":  # integers are already whole numbers
             array = input._array
-            return Tensor._make(get_array_module(array).sign(array) if name == "sign" else array.copy())
+            xp = get_array_module(array)
+            return Tensor._make(xp.sign(array) if name == "sign" else array.copy())
         return Rounding.apply(input, name, decimals)
 
     apply.__name__ = name
-    apply.__doc__ = f"Elementwise ``{name}`` (zero gradient)."
+    apply.__doc__ = (
+        f"Elementwise ``{name}`` (zero gradient).\n\n"
+        "    Args:\n        input: a tensor of any shape ``(*)``.\n"
+        "        decimals: for ``round``, the number of decimals to keep.\n"
+        "    Returns:\n        a tensor of the same shape and dtype.\n"
+    )
     return apply
 
 

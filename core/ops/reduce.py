@@ -142,7 +142,6 @@ class Var(Function):
         divisor = count - correction if count > correction else 0
         ctx.save_for_backward(centered)
         ctx.args = (dims, keepdim, divisor)
-        xp = get_array_module(x)
         with _ignore_zero_division():
             return as_array((centered * centered).sum(axis=dims, keepdims=keepdim) / divisor, x)
 
@@ -234,7 +233,16 @@ def _float_input(input, op):
 
 
 def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A001
-    """Sum over ``dim`` (None: all dims). Integer and bool inputs sum in int64."""
+    """Sum over ``dim`` (None: all dims). Integer and bool inputs sum in int64.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        keepdim: keep reduced dims as size 1.
+        dtype: accumulate and return in this dtype.
+    Returns:
+        ``input`` without (or with size-1) reduced dims; int64 for integer inputs.
+    """
     dims = normalize_dims(dim, input.ndim, "sum")
     if dtype is None and input._array.dtype.kind in "biu":
         dtype = dtypes.int64
@@ -242,7 +250,16 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
-    """Mean over ``dim`` (None: all dims); needs a floating input, as PyTorch."""
+    """Mean over ``dim`` (None: all dims); needs a floating input, as PyTorch.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        keepdim: keep reduced dims as size 1.
+        dtype: cast the input to this dtype first.
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     if dtype is not None:
         input = input.to(dtype)
     _float_input(input, "mean")
@@ -250,7 +267,15 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
 
 
 def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    """Product over ``dim`` (None: all dims); the gradient is exact where inputs are zero."""
+    """Product over ``dim`` (None: all dims); the gradient is exact where inputs are zero.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     return Prod.apply(input, normalize_dims(dim, input.ndim, "prod"), keepdim)
 
 
@@ -271,23 +296,57 @@ def _extreme(input, dim, keepdim, largest, op):
 
 
 def max(input: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
-    """Largest element; with ``dim`` a ``(values, indices)`` pair; with a tensor, elementwise."""
+    """Largest element; with ``dim`` a ``(values, indices)`` pair; with a tensor, elementwise.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: None (all elements), an int (values and indices along it), or a tensor
+            (elementwise maximum).
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        a 0-d tensor, a ``(values, indices)`` named tuple, or the elementwise maximum.
+    """
     return _extreme(input, dim, keepdim, True, "max")
 
 
 def min(input: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
-    """Smallest element; with ``dim`` a ``(values, indices)`` pair; with a tensor, elementwise."""
+    """Smallest element; with ``dim`` a ``(values, indices)`` pair; with a tensor, elementwise.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: None (all elements), an int (values and indices along it), or a tensor
+            (elementwise minimum).
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        a 0-d tensor, a ``(values, indices)`` named tuple, or the elementwise minimum.
+    """
     return _extreme(input, dim, keepdim, False, "min")
 
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    """Largest value over ``dim`` (all dims if empty); ties share the gradient evenly."""
+    """Largest value over ``dim`` (all dims if empty); ties share the gradient evenly.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int or tuple; () for all dims.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     dims = normalize_dims(None if dim == () else dim, input.ndim, "amax")
     return AMax.apply(input, dims, keepdim, True)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    """Smallest value over ``dim`` (all dims if empty); ties share the gradient evenly."""
+    """Smallest value over ``dim`` (all dims if empty); ties share the gradient evenly.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int or tuple; () for all dims.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     dims = normalize_dims(None if dim == () else dim, input.ndim, "amin")
     return AMax.apply(input, dims, keepdim, False)
 
@@ -296,30 +355,67 @@ def _arg(input, dim, keepdim, largest):
     xp = get_array_module(input._array)
     function = xp.argmax if largest else xp.argmin
     if dim is None:
-        return Tensor._make(as_array(function(input._array.reshape(-1)), input._array).astype(xp.int64))
+        flat = as_array(function(input._array.reshape(-1)), input._array)
+        return Tensor._make(flat.astype(xp.int64))
     d = normalize_dim(dim, input.ndim, "argmax" if largest else "argmin")
     return Tensor._make(function(input._array, axis=d, keepdims=keepdim).astype(xp.int64))
 
 
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    """Index of the largest element (first on ties), over all dims or along ``dim``."""
+    """Index of the largest element (first on ties), over all dims or along ``dim``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: None (index into the flattened input) or an int.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        int64 indices.
+    """
     return _arg(input, dim, keepdim, True)
 
 
 def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    """Index of the smallest element (first on ties), over all dims or along ``dim``."""
+    """Index of the smallest element (first on ties), over all dims or along ``dim``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: None (index into the flattened input) or an int.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        int64 indices.
+    """
     return _arg(input, dim, keepdim, False)
 
 
 def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
-    """Variance over ``dim`` with Bessel's ``correction`` (default 1; ``unbiased=False`` is 0)."""
+    """Variance over ``dim`` with Bessel's ``correction`` (default 1; ``unbiased=False`` is 0).
+
+    Args:
+        input: a floating tensor ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        unbiased: False is ``correction=0``.
+        keepdim: keep reduced dims as size 1.
+        correction: subtracted from the count in the divisor (default 1).
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     _float_input(input, "var")
     correction = _correction(unbiased, correction)
     return Var.apply(input, normalize_dims(dim, input.ndim, "var"), correction, keepdim)
 
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
-    """Standard deviation: ``sqrt(var(...))`` with the same arguments."""
+    """Standard deviation: ``sqrt(var(...))`` with the same arguments.
+
+    Args:
+        input: a floating tensor ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        unbiased: False is ``correction=0``.
+        keepdim: keep reduced dims as size 1.
+        correction: subtracted from the count in the divisor (default 1).
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
 
 
@@ -332,13 +428,29 @@ def _correction(unbiased, correction):
 
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
-    """``log(sum(exp(x)))`` over ``dim``, computed without overflow."""
+    """``log(sum(exp(x)))`` over ``dim``, computed without overflow.
+
+    Args:
+        input: a floating tensor ``(*)``.
+        dim: an int or tuple of ints.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     _float_input(input, "logsumexp")
     return LogSumExp.apply(input, normalize_dims(dim, input.ndim, "logsumexp"), keepdim)
 
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
-    """Running sum along ``dim``."""
+    """Running sum along ``dim``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: the dim to accumulate along.
+        dtype: compute in this dtype.
+    Returns:
+        same shape (int64 for integer inputs).
+    """
     if dtype is not None:
         input = input.to(dtype)
     elif input._array.dtype.kind in "biu":
@@ -347,7 +459,16 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
 
 
 def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
-    """Vector p-norm over ``dim`` (None: all elements); ``p`` is a positive number or inf."""
+    """Vector p-norm over ``dim`` (None: all elements); ``p`` is a positive number or inf.
+
+    Args:
+        input: a floating tensor ``(*)``.
+        p: a positive number, inf, or "fro" (= 2).
+        dim: an int, a tuple/list of ints, or None for all dims.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        ``input`` without (or with size-1) reduced dims.
+    """
     if p == "fro":
         p = 2
     if not isinstance(p, (int, float)) or p <= 0:
@@ -357,12 +478,28 @@ def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    """True where every element (over ``dim``) is nonzero."""
+    """True where every element (over ``dim``) is nonzero.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        a bool tensor.
+    """
     dims = normalize_dims(dim, input.ndim, "all")
     return Tensor._make(as_array(input._array.all(axis=dims, keepdims=keepdim), input._array))
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    """True where some element (over ``dim``) is nonzero."""
+    """True where some element (over ``dim``) is nonzero.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: an int, a tuple/list of ints, or None for all dims.
+        keepdim: keep reduced dims as size 1.
+    Returns:
+        a bool tensor.
+    """
     dims = normalize_dims(dim, input.ndim, "any")
     return Tensor._make(as_array(input._array.any(axis=dims, keepdims=keepdim), input._array))

@@ -160,13 +160,27 @@ def _infer_shape(shape: tuple, numel: int, op: str) -> tuple:
 
 
 def reshape(input: Tensor, *shape) -> Tensor:
-    """The same elements in a new shape (one dim may be -1); a view when possible."""
+    """The same elements in a new shape (one dim may be -1); a view when possible.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        shape: ints or one tuple; one entry may be -1.
+    Returns:
+        a tensor of ``shape`` (a view when possible).
+    """
     shape = _infer_shape(parse_size(shape, "reshape"), input.numel(), "reshape")
     return _view_of(Reshape.apply(input, shape), input)
 
 
 def view(input: Tensor, *shape) -> Tensor:
-    """Like ``reshape`` but never copies: errors if the memory layout does not allow a view."""
+    """Like ``reshape`` but never copies: errors if the memory layout does not allow a view.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        shape: ints or one tuple; one entry may be -1.
+    Returns:
+        a view of ``shape``.
+    """
     shape = _infer_shape(parse_size(shape, "view"), input.numel(), "view")
     out = Reshape.apply(input, shape)
     xp = get_array_module(input._array)
@@ -179,7 +193,14 @@ def view(input: Tensor, *shape) -> Tensor:
 
 
 def permute(input: Tensor, *dims) -> Tensor:
-    """Reorder dims: ``permute(x, 2, 0, 1)``."""
+    """Reorder dims: ``permute(x, 2, 0, 1)``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dims: a permutation of ``range(input.ndim)``.
+    Returns:
+        a view with dims reordered.
+    """
     dims = parse_size(dims, "permute")
     normalized = tuple(normalize_dim(d, input.ndim, "permute") for d in dims)
     if sorted(normalized) != list(range(input.ndim)):
@@ -191,7 +212,14 @@ def permute(input: Tensor, *dims) -> Tensor:
 
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
-    """Swap two dims."""
+    """Swap two dims.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim0, dim1: the dims to swap.
+    Returns:
+        a view.
+    """
     dims = list(range(input.ndim))
     a = normalize_dim(dim0, input.ndim, "transpose")
     b = normalize_dim(dim1, input.ndim, "transpose")
@@ -200,14 +228,28 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
 
 
 def t(input: Tensor) -> Tensor:
-    """Transpose a tensor of at most 2 dims."""
+    """Transpose a tensor of at most 2 dims.
+
+    Args:
+        input: ``(R, C)``, ``(N,)`` or 0-d.
+    Returns:
+        ``(C, R)`` (vectors unchanged).
+    """
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
     return transpose(input, 0, 1) if input.ndim == 2 else input
 
 
 def movedim(input: Tensor, source, destination) -> Tensor:
-    """Move dims from ``source`` positions to ``destination`` positions."""
+    """Move dims from ``source`` positions to ``destination`` positions.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        source: int or sequence of dims to move.
+        destination: their new positions.
+    Returns:
+        a view.
+    """
     source = source if isinstance(source, (tuple, list)) else (source,)
     destination = destination if isinstance(destination, (tuple, list)) else (destination,)
     src = [normalize_dim(d, input.ndim, "movedim") for d in source]
@@ -219,21 +261,42 @@ def movedim(input: Tensor, source, destination) -> Tensor:
 
 
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
-    """Insert a size-1 dim at ``dim`` (in ``[-ndim-1, ndim]``)."""
+    """Insert a size-1 dim at ``dim`` (in ``[-ndim-1, ndim]``).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: position of the new dim.
+    Returns:
+        ``input`` with one more dim of size 1.
+    """
     d = normalize_dim(dim, input.ndim + 1, "unsqueeze")
     shape = input.shape[:d] + (1,) + input.shape[d:]
     return _view_of(Reshape.apply(input, shape), input)
 
 
 def squeeze(input: Tensor, dim=None) -> Tensor:
-    """Remove size-1 dims (all, or those in ``dim``; others are left alone, as PyTorch)."""
+    """Remove size-1 dims (all, or those in ``dim``; others are left alone, as PyTorch).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: None (all size-1 dims), an int or a tuple.
+    Returns:
+        a view without those size-1 dims.
+    """
     dims = normalize_dims(dim, input.ndim, "squeeze") if input.ndim else ()
     shape = tuple(n for i, n in enumerate(input.shape) if not (i in dims and n == 1))
     return _view_of(Reshape.apply(input, shape), input)
 
 
 def expand(input: Tensor, *sizes) -> Tensor:
-    """Broadcast to ``sizes`` without copying; -1 keeps a dim; new dims go in front."""
+    """Broadcast to ``sizes`` without copying; -1 keeps a dim; new dims go in front.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        sizes: the target shape; -1 keeps a dim.
+    Returns:
+        a broadcast view of ``sizes``.
+    """
     sizes = parse_size(sizes, "expand")
     if len(sizes) < input.ndim:
         raise RuntimeError(
@@ -259,7 +322,14 @@ def expand(input: Tensor, *sizes) -> Tensor:
 
 
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge dims ``start_dim..end_dim`` into one."""
+    """Merge dims ``start_dim..end_dim`` into one.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        start_dim, end_dim: the inclusive range of dims to merge.
+    Returns:
+        ``input`` with those dims merged into one.
+    """
     if input.ndim == 0:
         return reshape(input, 1)
     start = normalize_dim(start_dim, input.ndim, "flatten")
@@ -273,7 +343,15 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
-    """Split one dim into ``sizes`` (one may be -1)."""
+    """Split one dim into ``sizes`` (one may be -1).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: the dim to split.
+        sizes: its new sizes (one may be -1).
+    Returns:
+        ``input`` with ``dim`` replaced by ``sizes``.
+    """
     d = normalize_dim(dim, input.ndim, "unflatten")
     sizes = _infer_shape(tuple(sizes), input.shape[d], "unflatten")
     return reshape(input, input.shape[:d] + sizes + input.shape[d + 1 :])
@@ -290,7 +368,14 @@ def _same_kind(tensors, op):
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
-    """Join tensors along an existing dim."""
+    """Join tensors along an existing dim.
+
+    Args:
+        tensors: a non-empty sequence of tensors, equal except along ``dim``.
+        dim: the dim to join along.
+    Returns:
+        the joined tensor.
+    """
     tensors = _same_kind(tensors, "cat")
     d = normalize_dim(dim, tensors[0].ndim, "cat")
     for i, x in enumerate(tensors):
@@ -305,7 +390,14 @@ def cat(tensors, dim: int = 0) -> Tensor:
 
 
 def stack(tensors, dim: int = 0) -> Tensor:
-    """Join equally shaped tensors along a new dim."""
+    """Join equally shaped tensors along a new dim.
+
+    Args:
+        tensors: a non-empty sequence of equally shaped tensors ``(*)``.
+        dim: where the new dim goes.
+    Returns:
+        ``(*)`` with a new dim of size ``len(tensors)`` at ``dim``.
+    """
     tensors = _same_kind(tensors, "stack")
     for i, x in enumerate(tensors):
         if x.shape != tensors[0].shape:
@@ -318,7 +410,15 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
-    """Pieces of size ``split_size`` (the last may be smaller), or of the given ``sections``."""
+    """Pieces of size ``split_size`` (the last may be smaller), or of the given ``sections``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        split_size_or_sections: an int piece size, or a list of sizes summing to the dim.
+        dim: the dim to split.
+    Returns:
+        a tuple of views.
+    """
     d = normalize_dim(dim, input.ndim, "split")
     total = input.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -342,7 +442,15 @@ def _as_tuple(result):
 
 
 def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
-    """Split into ``chunks`` pieces of size ``ceil(n / chunks)`` (possibly fewer pieces)."""
+    """Split into ``chunks`` pieces of size ``ceil(n / chunks)`` (possibly fewer pieces).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        chunks: the number of pieces wanted.
+        dim: the dim to split.
+    Returns:
+        a tuple of at most ``chunks`` views.
+    """
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     d = normalize_dim(dim, input.ndim, "chunk")
@@ -351,7 +459,14 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
 
 
 def unbind(input: Tensor, dim: int = 0) -> tuple:
-    """All slices along ``dim``, each without that dim."""
+    """All slices along ``dim``, each without that dim.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: the dim to remove.
+    Returns:
+        a tuple of ``input.shape[dim]`` tensors.
+    """
     d = normalize_dim(dim, input.ndim, "unbind")
     if input.shape[d] == 0:
         return ()
@@ -359,14 +474,29 @@ def unbind(input: Tensor, dim: int = 0) -> tuple:
 
 
 def flip(input: Tensor, *dims) -> Tensor:
-    """Reverse the order of elements along ``dims``."""
+    """Reverse the order of elements along ``dims``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dims: the dims to reverse (ints or one sequence).
+    Returns:
+        same shape.
+    """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     return Flip.apply(input, normalize_dims(list(dims), input.ndim, "flip"))
 
 
 def roll(input: Tensor, shifts, dims=None) -> Tensor:
-    """Rotate elements along ``dims`` (flattened if None) by ``shifts``."""
+    """Rotate elements along ``dims`` (flattened if None) by ``shifts``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        shifts: int or tuple of shifts.
+        dims: int or tuple of dims; None rolls the flattened tensor.
+    Returns:
+        same shape.
+    """
     if dims is None:
         return Roll.apply(input.flatten(), shifts, 0).view(input.shape)
     if isinstance(dims, (tuple, list)):
@@ -378,7 +508,14 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
 
 
 def repeat(input: Tensor, *sizes) -> Tensor:
-    """Tile the tensor ``sizes[i]`` times along each dim (new dims go in front)."""
+    """Tile the tensor ``sizes[i]`` times along each dim (new dims go in front).
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        sizes: repetitions per dim (at least ``input.ndim`` entries).
+    Returns:
+        the tiled tensor.
+    """
     sizes = parse_size(sizes, "repeat")
     if len(sizes) < input.ndim:
         raise RuntimeError(

@@ -1,0 +1,79 @@
+"""CUDA tensors give the CPU's results (skipped without a GPU: cupy.is_available() is false)."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+import seqlib as sl
+import seqlib.nn.functional as F
+
+pytestmark = pytest.mark.gpu
+
+
+def pair(*shape, seed=0, dtype=sl.float32):
+    cpu = sl.randn(*shape, generator=sl.Generator().manual_seed(seed), dtype=dtype)
+    return cpu.requires_grad_(), cpu.detach().cuda().requires_grad_()
+
+
+def close(cuda_tensor, cpu_tensor, tol=1e-5):
+    numpy.testing.assert_allclose(cuda_tensor.detach().cpu().numpy(),
+                                  cpu_tensor.detach().numpy(), rtol=tol, atol=tol)
+
+
+def test_device_round_trip():
+    x = sl.arange(6).view(2, 3)
+    on_gpu = x.cuda()
+    assert on_gpu.device == "cuda:0" and on_gpu.is_cuda
+    assert on_gpu.cpu().tolist() == x.tolist()
+    assert sl.zeros(2, device="cuda").device == sl.device("cuda")
+    with pytest.raises(TypeError, match="Tensor.cpu"):
+        on_gpu.numpy()
+
+
+def test_mixed_devices_are_a_clear_error():
+    with pytest.raises(RuntimeError, match="same device"):
+        sl.ones(2) + sl.ones(2).cuda()
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a, b: (a * b + a.exp()).sum(),
+    lambda a, b: (a @ b.T).relu().mean(),
+    lambda a, b: F.softmax(a, -1).log().sum() + F.layer_norm(b, (4,)).pow(2).sum(),
+    lambda a, b: F.gelu(a).sum() + F.silu(b).var(),
+    lambda a, b: sl.cat([a, b]).max(0).values.sum() + a[:, [0, 2, 2]].sum(),
+    lambda a, b: F.cross_entropy(a, sl.tensor([0, 3, 1], device=a.device),
+                                 label_smoothing=0.1),
+    lambda a, b: F.embedding(sl.tensor([[0, 2], [2, 1]], device=a.device), b).sum(),
+])
+def test_forward_and_backward_match_the_cpu(fn):
+    a_cpu, a_gpu = pair(3, 4, seed=1)
+    b_cpu, b_gpu = pair(3, 4, seed=2)
+    out_cpu, out_gpu = fn(a_cpu, b_cpu), fn(a_gpu, b_gpu)
+    close(out_gpu, out_cpu)
+    out_cpu.backward()
+    out_gpu.backward()
+    close(a_gpu.grad, a_cpu.grad)
+    close(b_gpu.grad, b_cpu.grad)
+    assert a_gpu.grad.is_cuda
+
+
+def test_gradients_flow_across_devices():
+    x = sl.ones(3, requires_grad=True)
+    (x.cuda() * 2).sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0, 2.0] and not x.grad.is_cuda
+
+
+def test_random_numbers_match_the_cpu_with_the_same_seed():
+    cpu = sl.randn(5, generator=sl.Generator().manual_seed(3))
+    gpu = sl.randn(5, generator=sl.Generator().manual_seed(3), device="cuda")
+    close(gpu, cpu, 0)
+    assert F.dropout(sl.ones(100, device="cuda"), 0.5).is_cuda
+
+
+def test_erf_and_masks_on_gpu():
+    x = sl.linspace(-3, 3, 7, dtype=sl.float64)
+    close(x.cuda().erf(), x.erf(), 1e-12)
+    mask = sl.masking.TriangularCausalMask(4, device="cuda")
+    assert mask.bool_matrix.is_cuda and mask.lower_triangular
+    assert mask.additive_matrix.is_cuda
