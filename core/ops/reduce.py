@@ -165,7 +165,8 @@ class LogSumExp(Function):
         xp = get_array_module(x)
         peak = x.max(axis=dims, keepdims=True)
         peak = xp.where(xp.isfinite(peak), peak, 0)
-        out = xp.log(xp.exp(x - peak).sum(axis=dims, keepdims=True)) + peak
+        with _ignore_zero_division():  # all -inf gives log(0) = -inf, as PyTorch
+            out = xp.log(xp.exp(x - peak).sum(axis=dims, keepdims=True)) + peak
         ctx.save_for_backward(x, out)
         ctx.args = (dims, keepdim)
         return out if keepdim else as_array(out.reshape(_drop(out.shape, dims)), x)
