@@ -75,10 +75,7 @@ class Tensor:
 
     @data.setter
     def data(self, value: Tensor) -> None:
-        array = value._array if isinstance(value, Tensor) else value
-        if tuple(array.shape) != tuple(self._array.shape) and self.grad_fn is None:
-            self._grad = None
-        self._array = array
+        self._array = value._array if isinstance(value, Tensor) else value
 
     @property
     def shape(self) -> tuple:
@@ -143,6 +140,11 @@ class Tensor:
 
     def __hash__(self) -> int:
         return id(self)
+
+    def __reduce__(self):
+        """Pickle the values only (for DataLoader workers); graphs are not pickled."""
+        array = self._array if type(self._array) is numpy.ndarray else self._array.get()
+        return (_rebuild, (array, self._requires_grad and self.grad_fn is None))
 
     # ---- autograd state ------------------------------------------------------------------
     @property
@@ -807,6 +809,12 @@ class Tensor:
 
     def copy_(self, source):
         return _inplace.copy_(self, source)
+
+
+def _rebuild(array, requires_grad: bool) -> Tensor:
+    out = Tensor._make(array)
+    out._requires_grad = requires_grad
+    return out
 
 
 def _dim_or_axis(dim, axis):

@@ -1,3 +1,12 @@
-"""Neural-network building blocks. ``seqlib.nn.functional`` is the functional API (``F``)."""
+"""Neural-network building blocks, named and initialised as in PyTorch.
 
-from seqlib.nn import functional  # noqa: F401
+``seqlib.nn.functional`` is the functional API (``import seqlib.nn.functional as F``).
+"""
+
+from seqlib.nn import functional, init, utils
+from seqlib.nn.activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from seqlib.nn.containers import ModuleDict, ModuleList, Sequential
+from seqlib.nn.layers import Dropout, Embedding, Identity, LayerNorm, Linear
+from seqlib.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from seqlib.nn.module import Module
+from seqlib.nn.parameter import Parameter

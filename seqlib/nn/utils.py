@@ -1,0 +1,102 @@
+"""Gradient clipping and flattening parameters into one vector."""
+
+from __future__ import annotations
+
+import math
+
+from core.autograd.grad_mode import no_grad
+from core.backend import get_array_module
+from core.tensor import Tensor
+
+
+def _as_list(parameters) -> list:
+    return [parameters] if isinstance(parameters, Tensor) else list(parameters)
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> Tensor:
+    """Scale gradients so that their joint norm is at most ``max_norm``.
+
+    Args:
+        parameters: a tensor or an iterable of tensors whose ``.grad`` to clip.
+        max_norm: the largest allowed norm.
+        norm_type: p of the p-norm (``inf`` for the max norm).
+        error_if_nonfinite: raise if the total norm is nan or inf.
+    Returns:
+        the total norm of the gradients before clipping, as a 0-d tensor.
+    """
+    grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
+    if not grads:
+        from core.creation import tensor
+
+        return tensor(0.0)
+    xp = get_array_module(grads[0]._array)
+    norm_type = float(norm_type)
+    if norm_type == math.inf:
+        total = max(float(xp.abs(g._array).max()) if g.numel() else 0.0 for g in grads)
+    else:
+        total = sum(float((xp.abs(g._array.astype(xp.float64)) ** norm_type).sum())
+                    for g in grads) ** (1.0 / norm_type)
+    total = float(total)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the "
+            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1:
+        with no_grad():
+            for g in grads:
+                g.mul_(coefficient)
+    from core.creation import tensor
+
+    return tensor(total, dtype=grads[0].dtype)
+
+
+def clip_grad_value_(parameters, clip_value: float) -> None:
+    """Clamp every gradient element into ``[-clip_value, clip_value]``.
+
+    Args:
+        parameters: a tensor or an iterable of tensors whose ``.grad`` to clip.
+        clip_value: the bound.
+    """
+    with no_grad():
+        for p in _as_list(parameters):
+            if p.grad is not None:
+                p.grad.clamp_(-clip_value, clip_value)
+
+
+def parameters_to_vector(parameters) -> Tensor:
+    """All parameters flattened and joined into one 1-D tensor.
+
+    Args:
+        parameters: an iterable of tensors.
+    Returns:
+        ``(total_numel,)``.
+    """
+    from core.ops.shape import cat
+
+    return cat([p.reshape(-1) for p in _as_list(parameters)])
+
+
+def vector_to_parameters(vec: Tensor, parameters) -> None:
+    """Copy consecutive slices of a 1-D ``vec`` into the parameters (inverse of the above).
+
+    Args:
+        vec: ``(total_numel,)``.
+        parameters: an iterable of tensors to overwrite.
+    """
+    params = _as_list(parameters)
+    total = sum(p.numel() for p in params)
+    if vec.ndim != 1 or vec.numel() != total:
+        raise RuntimeError(
+            f"vector_to_parameters: expected a 1-D vector of {total} elements, got shape "
+            f"{tuple(vec.shape)}"
+        )
+    offset = 0
+    with no_grad():
+        for p in params:
+            n = p.numel()
+            p.copy_(vec[offset : offset + n].view(p.shape))
+            offset += n
