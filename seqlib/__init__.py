@@ -6,9 +6,6 @@
 
 from core import *  # noqa: F403 - seqlib re-exports the core API by design
 from core import autograd, cuda, dtypes, functional, losses  # noqa: F401
-from seqlib import (
-    masking,  # noqa: F401
-    nn,  # noqa: F401
-)
+from seqlib import masking, nn, optim
 
 __version__ = "0.1.0"

@@ -4,7 +4,17 @@
 """
 
 from seqlib.nn import functional, init, utils
-from seqlib.nn.activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from seqlib.nn.activation import (
+    ELU,
+    GELU,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+)
 from seqlib.nn.containers import ModuleDict, ModuleList, Sequential
 from seqlib.nn.layers import Dropout, Embedding, Identity, LayerNorm, Linear
 from seqlib.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss

@@ -1,0 +1,162 @@
+"""Optimizer base class: parameter groups, per-parameter state, state_dict round trips."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+
+from core.backend import get_array_module
+from core.tensor import Tensor
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _Required()
+
+
+class Optimizer:
+    """Base of all optimizers.
+
+    Args:
+        params: an iterable of tensors, or of dicts (parameter groups) with a ``"params"``
+            entry and per-group options.
+        defaults: the default options of every group.
+    """
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = defaults
+        self.state = defaultdict(dict)  # parameter -> its state dict
+        self.param_groups = []
+        if isinstance(params, Tensor):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or "
+                f"dicts, but got {type(params).__name__}"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters with its own options (missing ones from defaults)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, Tensor) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one is {type(p)}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(
+                    f"parameter group didn't specify a value of required optimization "
+                    f"parameter {name}"
+                )
+            group.setdefault(name, default)
+        existing = {id(p) for g in self.param_groups for p in g["params"]}
+        if existing & {id(p) for p in group["params"]}:
+            raise ValueError("some parameters appear in more than one parameter group")
+        if len({id(p) for p in group["params"]}) != len(group["params"]):
+            raise ValueError("a parameter group contains the same parameter twice")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all optimized parameters (to None, or to zeros)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p._grad is not None:
+                    if set_to_none:
+                        p._grad = None
+                    else:
+                        p._grad._array[...] = 0
+                        p._grad._version[0] += 1
+
+    def step(self, closure=None):
+        """Update the parameters once; ``closure`` re-evaluates and returns the loss."""
+        loss = None
+        if closure is not None:
+            from core.autograd.grad_mode import enable_grad
+
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p._grad is not None:
+                    self._update(p, p._grad._array, self.state[p], group)
+                    p._version[0] += 1
+        return loss
+
+    def _update(self, param: Tensor, grad, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    # ---- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{"state": {index: {...}}, "param_groups": [{options, "params": [indices]}]}``."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state and self.state[p]:
+                    state[index[id(p)]] = {
+                        k: (Tensor._make(v.copy()) if hasattr(v, "shape") else v)
+                        for k, v in self.state[p].items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore state from ``state_dict()`` (tensors moved to each parameter's device)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has {len(groups)} parameter groups, the optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        for saved, own in zip(groups, self.param_groups):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size "
+                    f"of optimizer's group ({len(saved['params'])} vs {len(own['params'])})"
+                )
+        by_index = {}
+        for saved, own in zip(groups, self.param_groups):
+            by_index.update(zip(saved["params"], own["params"]))
+            for key, value in saved.items():
+                if key != "params":
+                    own[key] = copy.deepcopy(value)
+        self.state = defaultdict(dict)
+        for key, values in state_dict["state"].items():
+            p = by_index[int(key)]
+            self.state[p] = {name: _state_value(value, p) for name, value in values.items()}
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines) + "\n)"
+
+
+def _state_value(value, param: Tensor):
+    """A saved state entry as an array like the parameter's (floats in the parameter's dtype)."""
+    if not hasattr(value, "shape"):
+        return value
+    array = value._array if isinstance(value, Tensor) else value
+    xp = get_array_module(param._array)
+    array = xp.asarray(array.get() if hasattr(array, "get") and xp.__name__ == "numpy" else array)
+    if array.dtype.kind == "f":
+        array = array.astype(param.dtype, copy=True)
+    return array

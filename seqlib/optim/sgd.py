@@ -1,0 +1,53 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from seqlib.optim.optimizer import Optimizer, required
+
+
+class SGD(Optimizer):
+    """SGD, updating exactly as ``torch.optim.SGD``.
+
+    .. math::
+        g = \\nabla + \\lambda p;\\quad b = \\mu b + (1 - \\tau) g;\\quad
+        p \\leftarrow p - \\eta\\,(g + \\mu b \\text{ if nesterov else } b)
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate.
+        momentum: momentum factor.
+        dampening: dampening of the momentum.
+        weight_decay: L2 penalty.
+        nesterov: use Nesterov momentum (needs momentum > 0 and no dampening).
+        maximize: ascend instead of descend.
+    """
+
+    def __init__(self, params, lr=required, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, maximize: bool = False):
+        if lr is not required and lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _update(self, param, grad, state, group):
+        p = param._array
+        d_p = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            d_p = d_p + group["weight_decay"] * p
+        momentum = group["momentum"]
+        if momentum:
+            buffer = state.get("momentum_buffer")
+            if buffer is None:
+                buffer = state["momentum_buffer"] = d_p.copy()
+            else:
+                buffer *= momentum
+                buffer += (1 - group["dampening"]) * d_p
+            d_p = d_p + momentum * buffer if group["nesterov"] else buffer
+        p -= group["lr"] * d_p
