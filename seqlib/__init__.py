@@ -6,6 +6,6 @@
 
 from core import *  # noqa: F403 - seqlib re-exports the core API by design
 from core import autograd, cuda, dtypes, functional, losses  # noqa: F401
-from seqlib import masking, nn, optim
+from seqlib import data, masking, nn, optim
 
 __version__ = "0.1.0"
