@@ -7,5 +7,7 @@
 from core import *  # noqa: F403 - seqlib re-exports the core API by design
 from core import autograd, cuda, dtypes, functional, losses  # noqa: F401
 from seqlib import data, masking, nn, optim
+from seqlib.checkpoint import load_checkpoint, save_checkpoint
+from seqlib.serialization import load, save
 
 __version__ = "0.1.0"
