@@ -2,3 +2,5 @@
 
 Imports neither ``core`` nor ``seqlib``: kernels take and return plain arrays.
 """
+
+from kernels.lstm import LSTMCache, lstm_backward, lstm_forward

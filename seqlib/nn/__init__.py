@@ -20,3 +20,4 @@ from seqlib.nn.layers import Dropout, Embedding, Identity, LayerNorm, Linear
 from seqlib.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from seqlib.nn.module import Module
 from seqlib.nn.parameter import Parameter
+from seqlib.nn.rnn import LSTM, LSTMCell

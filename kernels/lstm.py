@@ -1,0 +1,157 @@
+"""One LSTM layer in one direction over a whole sequence: forward and BPTT on raw arrays.
+
+Gate order is PyTorch's ``i, f, g, o`` at the interface. Inside, gates are kept as
+``i, f, o, g`` so the three sigmoids are one contiguous slice: per step the forward pass is
+one ``h @ W_hh^T`` GEMM into a preallocated buffer plus a handful of in-place elementwise
+calls, and the backward pass collects every step's gate gradients so that ``dW_hh`` is one
+GEMM after the loop. Steps past a sequence's length leave ``h, c`` unchanged, output zeros
+and take no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernels._backend import get_array_module
+
+
+def _to_internal(array, axis: int):
+    """Reorder the gate blocks along ``axis`` from (i, f, g, o) to (i, f, o, g)."""
+    xp = get_array_module(array)
+    i, f, g, o = xp.split(array, 4, axis=axis)
+    return xp.concatenate([i, f, o, g], axis=axis)
+
+
+def _to_pytorch(array, axis: int):
+    """Reorder the gate blocks along ``axis`` from (i, f, o, g) back to (i, f, g, o)."""
+    xp = get_array_module(array)
+    i, f, o, g = xp.split(array, 4, axis=axis)
+    return xp.concatenate([i, f, g, o], axis=axis)
+
+
+@dataclass
+class LSTMCache:
+    """What ``lstm_backward`` needs from ``lstm_forward`` (all in processing order)."""
+
+    gates: object  # (L, N, 4H) activated gates, internal order i, f, o, g
+    hs: object  # (L + 1, N, H) hidden state before each step, and after the last
+    cs: object  # (L + 1, N, H) cell state likewise
+    tanh_cs: object  # (L, N, H) tanh of the new cell state of each step
+    w_hh: object  # (4H, H) recurrent weight, internal order
+    masks: object  # (L, N, 1) True where a step is inside its sequence, or None
+    reverse: bool
+
+
+def _step_masks(xp, lengths, L: int, N: int, reverse: bool):
+    """(L, N, 1) bool masks in processing order, or None if every sequence is full length."""
+    if lengths is None:
+        return None
+    lengths = xp.asarray(lengths).reshape(N)
+    if int(lengths.min()) >= L:
+        return None
+    times = xp.arange(L)[::-1] if reverse else xp.arange(L)
+    return (times[:, None] < lengths[None, :])[:, :, None]
+
+
+def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
+    """Run the recurrence over all steps.
+
+    Args:
+        x_proj: ``(L, N, 4H)`` the input projections ``x @ W_ih^T + b_ih + b_hh`` of every step.
+        w_hh: ``(4H, H)`` the recurrent weight (PyTorch layout, gates i, f, g, o).
+        h0, c0: ``(N, H)`` initial states.
+        lengths: optional ``(N,)`` ints; steps ``t >= lengths[n]`` do not touch sequence n.
+        reverse: run from the last step to the first (the backward direction of a BiLSTM);
+            each sequence then starts at its own end.
+    Returns:
+        ``(output (L, N, H), h_n (N, H), c_n (N, H), cache)``; output is zero at padded steps.
+    """
+    xp = get_array_module(x_proj, w_hh)
+    L, N, G = x_proj.shape
+    H = G // 4
+    dtype = x_proj.dtype
+    masks = _step_masks(xp, lengths, L, N, reverse)
+    x_proj = _to_internal(x_proj, 2)
+    if reverse:
+        x_proj = x_proj[::-1]
+    w_hh = _to_internal(w_hh, 0)
+    w_t = xp.ascontiguousarray(w_hh.T)  # (H, 4H)
+    gates = xp.empty((L, N, G), dtype)
+    hs = xp.empty((L + 1, N, H), dtype)
+    cs = xp.empty((L + 1, N, H), dtype)
+    tanh_cs = xp.empty((L, N, H), dtype)
+    hs[0], cs[0] = h0, c0
+    scratch = xp.empty((N, H), dtype)
+    for k in range(L):
+        a = gates[k]
+        xp.matmul(hs[k], w_t, out=a)
+        a += x_proj[k]
+        sig = a[:, : 3 * H]
+        sig *= 0.5  # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5 never overflows
+        xp.tanh(a, out=a)
+        sig *= 0.5
+        sig += 0.5
+        i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        c_new, h_new = cs[k + 1], hs[k + 1]
+        xp.multiply(f, cs[k], out=c_new)
+        xp.multiply(i, g, out=scratch)
+        c_new += scratch
+        xp.tanh(c_new, out=tanh_cs[k])
+        xp.multiply(o, tanh_cs[k], out=h_new)
+        if masks is not None:  # padded steps keep the previous state
+            keep = ~masks[k]
+            xp.copyto(c_new, cs[k], where=keep)
+            xp.copyto(h_new, hs[k], where=keep)
+    outputs = hs[1:] if masks is None else hs[1:] * masks
+    if reverse:
+        outputs = outputs[::-1]
+    cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse)
+    return xp.ascontiguousarray(outputs), hs[L].copy(), cs[L].copy(), cache
+
+
+def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
+    """Backpropagate through ``lstm_forward``.
+
+    Args:
+        grad_output: ``(L, N, H)`` gradient of the outputs.
+        grad_h_n, grad_c_n: ``(N, H)`` gradients of the final states, or None.
+        cache: from ``lstm_forward``.
+    Returns:
+        ``(grad_x_proj (L, N, 4H), grad_w_hh (4H, H), grad_h0 (N, H), grad_c0 (N, H))``, gates in
+        PyTorch's order.
+    """
+    xp = get_array_module(grad_output)
+    gates, hs, cs, tanh_cs, masks = cache.gates, cache.hs, cache.cs, cache.tanh_cs, cache.masks
+    L, N, G = gates.shape
+    H = G // 4
+    dtype = gates.dtype
+    grad_output = grad_output[::-1] if cache.reverse else grad_output
+    dh = xp.zeros((N, H), dtype) if grad_h_n is None else grad_h_n.astype(dtype, copy=True)
+    dc = xp.zeros((N, H), dtype) if grad_c_n is None else grad_c_n.astype(dtype, copy=True)
+    d_gates = xp.empty((L, N, G), dtype)
+    for k in range(L - 1, -1, -1):
+        a = gates[k]
+        i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        tc = tanh_cs[k]
+        if masks is None:
+            dh_step, dc_step = dh + grad_output[k], dc
+        else:  # padded steps: no gradient into the cell, state gradients pass through
+            active = masks[k]
+            dh_step, dc_step = (dh + grad_output[k]) * active, dc * active
+        d = d_gates[k]
+        di, df, do, dg = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
+        dc_total = dc_step + dh_step * o * (1 - tc * tc)
+        xp.multiply(dh_step * tc, o * (1 - o), out=do)
+        xp.multiply(dc_total * g, i * (1 - i), out=di)
+        xp.multiply(dc_total * cs[k], f * (1 - f), out=df)
+        xp.multiply(dc_total * i, 1 - g * g, out=dg)
+        carried_c = dc_total * f
+        carried_h = d @ cache.w_hh
+        if masks is not None:
+            carried_c += dc * ~active
+            carried_h += dh * ~active
+        dc, dh = carried_c, carried_h
+    flat = d_gates.reshape(L * N, G)
+    grad_w_hh = _to_pytorch(flat.T @ hs[:L].reshape(L * N, H), 0)
+    grad_x_proj = _to_pytorch(d_gates[::-1] if cache.reverse else d_gates, 2)
+    return xp.ascontiguousarray(grad_x_proj), grad_w_hh, dh, dc
