@@ -161,3 +161,14 @@ def test_worker_seeds_differ_and_are_reproducible():
     first = draws(3)
     assert first == draws(3)
     assert len(set(first)) > 1
+
+
+def test_tensor_dataset_fast_path_equals_row_by_row_collation():
+    ds = TensorDataset(sl.randn(10, 3), sl.arange(10))
+    loader = DataLoader(ds, batch_size=4, shuffle=True, generator=sl.Generator().manual_seed(0))
+    order = list(loader.batch_sampler)
+    loader.generator.manual_seed(0)
+    for indices, (x, y) in zip(order, loader):
+        expected = default_collate([ds[i] for i in indices])
+        assert x.equal(expected[0]) and y.equal(expected[1])
+        assert y.dtype == sl.int64

@@ -12,7 +12,7 @@ from core.creation import as_tensor, randint
 from core.ops.shape import stack
 from core.random import manual_seed
 from core.tensor import Tensor
-from seqlib.data.dataset import IterableDataset
+from seqlib.data.dataset import IterableDataset, TensorDataset
 from seqlib.data.sampler import BatchSampler, RandomSampler, SequentialSampler
 
 
@@ -100,6 +100,10 @@ class DataLoader:
         return ([i] for i in self.sampler)
 
     def _fetch(self, indices):
+        if self.collate_fn is default_collate and isinstance(self.dataset, TensorDataset):
+            # the same batch as stacking rows one by one, in one indexing op per tensor
+            rows = as_tensor(numpy.asarray(indices, dtype=numpy.int64))
+            return tuple(t[rows] for t in self.dataset.tensors)
         samples = [self.dataset[i] for i in indices]
         if self.batch_size is None:
             return samples[0]

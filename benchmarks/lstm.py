@@ -1,0 +1,109 @@
+"""LSTM forward and forward+backward through nn.LSTM, vs torch.nn.LSTM when importable.
+
+Run:
+    python benchmarks/lstm.py                        # batch 32, 128 steps, 256 -> 256, float32
+    python benchmarks/lstm.py --hidden 512 --repeat 5
+    python benchmarks/lstm.py --device cuda          # on a GPU (torch uses cuDNN there)
+
+Both libraries run on the same inputs and weights in one process with the same thread count;
+the cases are timed alternately and the medians reported, with the ratio seqlib / torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import alternate, machine, set_threads, write  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--input", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    import numpy
+
+    import seqlib as sl
+
+    rng = numpy.random.default_rng(0)
+    x_np = rng.standard_normal((args.steps, args.batch, args.input)).astype(numpy.float32)
+    model = sl.nn.LSTM(args.input, args.hidden, args.layers).to(args.device)
+    x = sl.tensor(x_np, device=args.device)
+    x_grad = sl.tensor(x_np, device=args.device, requires_grad=True)
+    sync = _synchronizer(args.device)
+
+    def seqlib_forward():
+        with sl.no_grad():
+            model(x)
+        sync()
+
+    def seqlib_backward():
+        out, _ = model(x_grad)
+        out.sum().backward()
+        sync()
+
+    cases = {"seqlib forward": seqlib_forward, "seqlib forward+backward": seqlib_backward}
+    torch_version = None
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch_version = torch.__version__
+        peer = torch.nn.LSTM(args.input, args.hidden, args.layers).to(args.device)
+        with torch.no_grad():
+            for name, param in peer.named_parameters():
+                param.copy_(torch.from_numpy(getattr(model, name).detach().cpu().numpy()))
+        xt = torch.from_numpy(x_np).to(args.device)
+        xt_grad = xt.clone().requires_grad_()
+        torch_sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+        def torch_forward():
+            with torch.no_grad():
+                peer(xt)
+            torch_sync()
+
+        def torch_backward():
+            out, _ = peer(xt_grad)
+            out.sum().backward()
+            torch_sync()
+
+        cases.update({"torch forward": torch_forward, "torch forward+backward": torch_backward})
+    except ImportError:
+        print("torch is not installed: timing seqlib only")
+    results = alternate(cases, args.repeat)
+    for name, ms in results.items():
+        print(f"{name:28s} {ms:9.2f} ms")
+    ratios = {}
+    for kind in ("forward", "forward+backward"):
+        if f"torch {kind}" in results:
+            ratios[kind] = results[f"seqlib {kind}"] / results[f"torch {kind}"]
+            print(f"seqlib / torch, {kind}: {ratios[kind]:.2f}")
+    report = {"benchmark": "lstm", **machine(), "torch": torch_version, "device": args.device,
+              "threads": args.threads, "config": {k: v for k, v in vars(args).items()
+                                                  if k not in ("out",)},
+              "unit": "ms (median)", "results": results, "ratio_seqlib_over_torch": ratios}
+    write(f"lstm_{args.device.split(':')[0]}", report, args.out)
+    return report
+
+
+def _synchronizer(device: str):
+    if device.startswith("cuda"):
+        import cupy
+
+        return cupy.cuda.get_current_stream().synchronize
+    return lambda: None
+
+
+if __name__ == "__main__":
+    main()
