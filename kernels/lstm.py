@@ -82,10 +82,14 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
     tanh_cs = xp.empty((L, N, H), dtype)
     hs[0], cs[0] = h0, c0
     scratch = xp.empty((N, H), dtype)
+    step = _cuda_step("lstm_step_forward", dtype, N, H) if xp.__name__ == "cupy" else None
     for k in range(L):
         a = gates[k]
         xp.matmul(hs[k], w_t, out=a)
         a += x_proj[k]
+        if step is not None:  # one fused kernel for the gate math and state update
+            step(a, hs[k], cs[k], hs[k + 1], cs[k + 1], tanh_cs[k], _active(xp, masks, k, N))
+            continue
         sig = a[:, : 3 * H]
         sig *= 0.5  # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5 never overflows
         xp.tanh(a, out=a)
@@ -121,7 +125,7 @@ def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
         PyTorch's order.
     """
     xp = get_array_module(grad_output)
-    gates, hs, cs, tanh_cs, masks = cache.gates, cache.hs, cache.cs, cache.tanh_cs, cache.masks
+    gates, hs = cache.gates, cache.hs
     L, N, G = gates.shape
     H = G // 4
     dtype = gates.dtype
@@ -129,7 +133,20 @@ def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
     dh = xp.zeros((N, H), dtype) if grad_h_n is None else grad_h_n.astype(dtype, copy=True)
     dc = xp.zeros((N, H), dtype) if grad_c_n is None else grad_c_n.astype(dtype, copy=True)
     d_gates = xp.empty((L, N, G), dtype)
-    for k in range(L - 1, -1, -1):
+    loop = _cuda_backward_loop if xp.__name__ == "cupy" else _backward_loop
+    dh, dc = loop(cache, grad_output, dh, dc, d_gates)
+    flat = d_gates.reshape(L * N, G)
+    grad_w_hh = _to_pytorch(flat.T @ hs[:L].reshape(L * N, H), 0)
+    grad_x_proj = _to_pytorch(d_gates[::-1] if cache.reverse else d_gates, 2)
+    return xp.ascontiguousarray(grad_x_proj), grad_w_hh, dh, dc
+
+
+def _backward_loop(cache: LSTMCache, grad_output, dh, dc, d_gates):
+    """BPTT on the CPU: fills ``d_gates`` step by step; returns the gradients of h0, c0."""
+    xp = get_array_module(grad_output)
+    gates, cs, tanh_cs, masks = cache.gates, cache.cs, cache.tanh_cs, cache.masks
+    H = gates.shape[2] // 4
+    for k in range(gates.shape[0] - 1, -1, -1):
         a = gates[k]
         i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
         tc = tanh_cs[k]
@@ -151,7 +168,47 @@ def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
             carried_c += dc * ~active
             carried_h += dh * ~active
         dc, dh = carried_c, carried_h
-    flat = d_gates.reshape(L * N, G)
-    grad_w_hh = _to_pytorch(flat.T @ hs[:L].reshape(L * N, H), 0)
-    grad_x_proj = _to_pytorch(d_gates[::-1] if cache.reverse else d_gates, 2)
-    return xp.ascontiguousarray(grad_x_proj), grad_w_hh, dh, dc
+    return dh, dc
+
+
+# ---- CUDA: cuBLAS for the GEMMs, one fused kernel per step for everything elementwise ------
+
+
+def _cuda_step(name: str, dtype, N: int, H: int):
+    """A launcher for ``name<T>`` over N*H threads."""
+    import numpy
+
+    from kernels.cuda_sources import get_kernel, type_name
+
+    kernel = get_kernel("lstm.cu", f"{name}<{type_name(dtype)}>")
+    threads = 256
+    blocks = (-(-N * H // threads),)
+    sizes = (numpy.int32(N), numpy.int32(H))
+
+    def launch(*arrays):
+        kernel(blocks, (threads,), (*arrays, *sizes))
+
+    return launch
+
+
+def _active(xp, masks, k: int, N: int):
+    """Step k's active rows as one byte per row (all ones without lengths)."""
+    if masks is None:
+        return xp.ones(N, xp.uint8)
+    return xp.ascontiguousarray(masks[k, :, 0]).astype(xp.uint8)
+
+
+def _cuda_backward_loop(cache: LSTMCache, grad_output, dh, dc, d_gates):
+    xp = get_array_module(grad_output)
+    gates, cs, tanh_cs = cache.gates, cache.cs, cache.tanh_cs
+    L, N, G = gates.shape
+    H = G // 4
+    step = _cuda_step("lstm_step_backward", gates.dtype, N, H)
+    dc_prev = xp.empty_like(dc)
+    dh_skip = xp.empty_like(dh)
+    for k in range(L - 1, -1, -1):
+        step(gates[k], cs[k], tanh_cs[k], dh, xp.ascontiguousarray(grad_output[k]), dc,
+             d_gates[k], dc_prev, dh_skip, _active(xp, cache.masks, k, N))
+        dh = d_gates[k] @ cache.w_hh + dh_skip
+        dc, dc_prev = dc_prev, dc
+    return dh, dc

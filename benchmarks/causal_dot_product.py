@@ -1,0 +1,121 @@
+"""Causal dot product forward and forward+backward, vs a torch chunked implementation.
+
+Run:
+    python benchmarks/causal_dot_product.py                    # N=1, H=8, L=4096, D=M=64
+    python benchmarks/causal_dot_product.py --lengths 1024 4096 16384 --chunks 32 64 128
+    python benchmarks/causal_dot_product.py --memory           # peak memory up to L=65,536
+
+The torch peer (timed in the same process on the same inputs, when torch is importable) runs
+the same chunked algorithm with torch ops and autograd; fast-transformers' C++ kernel is timed
+too if ``fast_transformers`` is installed. Medians of alternating runs; JSON to results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import alternate, machine, set_threads, write  # noqa: E402
+
+
+def torch_chunked(torch, q, k, v, C):
+    """The same algorithm in torch (the peer): batched matmuls over every chunk."""
+    N, H, L, D = q.shape
+    M = v.shape[-1]
+    pad = (-L) % C
+    if pad:
+        q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    n = (L + pad) // C
+    Q, K, V = (t.reshape(N * H, n, C, -1) for t in (q, k, v))
+    U = K.transpose(-1, -2) @ V
+    S = torch.cumsum(U, 1) - U
+    P = (Q @ K.transpose(-1, -2)).tril()
+    O = Q @ S + P @ V
+    return O.reshape(N, H, n * C, M)[:, :, :L]
+
+
+def _cases(q, k, v, g, C, torch) -> dict:
+    """The timed callables for one shape and chunk size (torch's only if it is importable)."""
+    from kernels.causal_product import causal_dot_product, causal_dot_product_backward
+
+    cases = {
+        "seqlib forward": lambda: causal_dot_product(q, k, v, chunk_size=C),
+        "seqlib forward+backward": lambda: (
+            causal_dot_product(q, k, v, chunk_size=C),
+            causal_dot_product_backward(q, k, v, g, chunk_size=C)),
+    }
+    if torch is None:
+        return cases
+    tq, tk, tv, tg = (torch.from_numpy(a) for a in (q, k, v, g))
+    leaves = [t.clone().requires_grad_() for t in (tq, tk, tv)]
+    cases["torch forward"] = lambda: torch_chunked(torch, tq, tk, tv, C)
+    cases["torch forward+backward"] = lambda: torch_chunked(torch, *leaves, C).backward(tg)
+    return cases
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[4096])
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--chunks", type=int, nargs="+", default=[64])
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory", action="store_true", help="peak memory for L up to 65,536")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    import numpy
+
+    from kernels.causal_product import causal_dot_product, causal_dot_product_backward
+
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+        print("torch is not installed: timing seqlib only")
+    rng = numpy.random.default_rng(0)
+    rows = []
+    for L in args.lengths:
+        shape = (args.batch, args.heads, L, args.dim)
+        q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
+        for C in args.chunks:
+            cases = _cases(q, k, v, g, C, torch)
+            times = alternate(cases, args.repeat)
+            row = {"L": L, "chunk": C, **{name: round(ms, 3) for name, ms in times.items()}}
+            for kind in ("forward", "forward+backward"):
+                if f"torch {kind}" in times:
+                    row[f"ratio {kind}"] = round(times[f"seqlib {kind}"] / times[f"torch {kind}"],
+                                                 3)
+            rows.append(row)
+            print(row)
+    memory = []
+    if args.memory:
+        for L in (4096, 16384, 65536):
+            shape = (1, args.heads, L, args.dim)
+            q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
+            tracemalloc.start()
+            causal_dot_product(q, k, v)
+            causal_dot_product_backward(q, k, v, g)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            inputs = 4 * q.nbytes
+            memory.append({"L": L, "peak_MB": round(peak / 2**20, 1),
+                           "peak_over_inputs": round(peak / inputs, 2)})
+            print(memory[-1])
+    report = {"benchmark": "causal_dot_product", **machine(), "device": "cpu",
+              "torch": getattr(torch, "__version__", None), "threads": args.threads,
+              "shape": {"N": args.batch, "H": args.heads, "D": args.dim, "M": args.dim},
+              "unit": "ms (median)", "results": rows, "memory": memory}
+    write("causal_dot_product_cpu", report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The chunked causal dot product against the naive O(L^2) reference, and its gradients."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import kernels
+import seqlib as sl
+from seqlib.causal_product import causal_dot_product
+
+
+def naive(q, k, v, state=None):
+    """einsum with a tril mask: sum_{j<=i} (q_i . k_j) v_j (+ q_i S0)."""
+    L = q.shape[2]
+    scores = numpy.einsum("nhld,nhsd->nhls", q, k) * numpy.tril(numpy.ones((L, L)))
+    out = numpy.einsum("nhls,nhsm->nhlm", scores, v)
+    if state is not None:
+        out = out + numpy.einsum("nhld,nhdm->nhlm", q, state)
+    return out
+
+
+def naive_final(k, v, state=None):
+    final = numpy.einsum("nhld,nhlm->nhdm", k, v)
+    return final if state is None else final + state
+
+
+SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 40), st.integers(1, 9),
+                   st.integers(1, 9))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(numpy.float32, 1e-5), (numpy.float64, 1e-10)])
+@given(shape=SHAPES, chunk=st.sampled_from([None, 1, 3, 8, 64]), with_state=st.booleans())
+def test_forward_matches_naive(dtype, tolerance, shape, chunk, with_state):
+    N, H, L, D, M = shape
+    rng = numpy.random.default_rng(L * 31 + D)
+    q, k = (rng.standard_normal((N, H, L, D)).astype(dtype) for _ in range(2))
+    v = rng.standard_normal((N, H, L, M)).astype(dtype)
+    state = rng.standard_normal((N, H, D, M)).astype(dtype) if with_state else None
+    out, final = kernels.causal_dot_product(q, k, v, state, True, chunk)
+    assert out.dtype == dtype and out.shape == (N, H, L, M) and final.shape == (N, H, D, M)
+    scale = 1 + L
+    numpy.testing.assert_allclose(out, naive(q, k, v, state), rtol=tolerance,
+                                  atol=tolerance * scale * D)
+    numpy.testing.assert_allclose(final, naive_final(k, v, state), rtol=tolerance,
+                                  atol=tolerance * scale)
+
+
+@given(shape=SHAPES, chunk=st.sampled_from([None, 2, 5]), with_state=st.booleans())
+def test_backward_matches_naive_gradients(shape, chunk, with_state):
+    N, H, L, D, M = shape
+    rng = numpy.random.default_rng(L * 7 + M)
+    q, k = rng.standard_normal((N, H, L, D)), rng.standard_normal((N, H, L, D))
+    v, grad = rng.standard_normal((N, H, L, M)), rng.standard_normal((N, H, L, M))
+    state = rng.standard_normal((N, H, D, M)) if with_state else None
+    grad_final = rng.standard_normal((N, H, D, M)) if with_state else None
+    result = kernels.causal_dot_product_backward(q, k, v, grad, state, grad_final, chunk)
+    mask = numpy.tril(numpy.ones((L, L)))
+    scores = numpy.einsum("nhld,nhsd->nhls", q, k) * mask
+    d_scores = numpy.einsum("nhlm,nhsm->nhls", grad, v) * mask
+    expected_q = numpy.einsum("nhls,nhsd->nhld", d_scores, k)
+    expected_k = numpy.einsum("nhls,nhld->nhsd", d_scores, q)
+    expected_v = numpy.einsum("nhls,nhlm->nhsm", scores, grad)
+    if with_state:
+        expected_q = expected_q + numpy.einsum("nhlm,nhdm->nhld", grad, state)
+        expected_k = expected_k + numpy.einsum("nhlm,nhdm->nhld", v, grad_final)
+        expected_v = expected_v + numpy.einsum("nhld,nhdm->nhlm", k, grad_final)
+        expected_state = grad_final + numpy.einsum("nhld,nhlm->nhdm", q, grad)
+        numpy.testing.assert_allclose(result[3], expected_state, rtol=1e-10, atol=1e-10)
+    for got, want in zip(result[:3], (expected_q, expected_k, expected_v)):
+        numpy.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
+
+
+def test_processing_in_pieces_equals_one_pass():
+    rng = numpy.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 2, 30, 4)) for _ in range(3))
+    whole = kernels.causal_dot_product(q, k, v)
+    first, state = kernels.causal_dot_product(q[:, :, :11], k[:, :, :11], v[:, :, :11],
+                                              return_final_state=True)
+    second = kernels.causal_dot_product(q[:, :, 11:], k[:, :, 11:], v[:, :, 11:], state)
+    numpy.testing.assert_allclose(numpy.concatenate([first, second], 2), whole, rtol=1e-12)
+
+
+def test_empty_sequence_and_chunk_larger_than_length():
+    q = numpy.zeros((1, 1, 0, 3))
+    out, state = kernels.causal_dot_product(q, q, numpy.zeros((1, 1, 0, 2)),
+                                            return_final_state=True)
+    assert out.shape == (1, 1, 0, 2) and state.shape == (1, 1, 3, 2) and not state.any()
+    rng = numpy.random.default_rng(1)
+    q, k, v = (rng.standard_normal((1, 1, 5, 3)) for _ in range(3))
+    numpy.testing.assert_allclose(kernels.causal_dot_product(q, k, v, chunk_size=512),
+                                  naive(q, k, v), rtol=1e-12)
+
+
+def test_large_dimensions():
+    rng = numpy.random.default_rng(2)
+    q, k = (rng.standard_normal((1, 1, 70, 512)) * 0.1 for _ in range(2))
+    v = rng.standard_normal((1, 1, 70, 512))
+    numpy.testing.assert_allclose(kernels.causal_dot_product(q, k, v), naive(q, k, v),
+                                  rtol=1e-9, atol=1e-9)
+
+
+def test_kernel_errors_name_the_argument():
+    q = numpy.zeros((1, 1, 4, 3), numpy.float32)
+    with pytest.raises(ValueError, match="q must be \\(N, H, L, D\\)"):
+        kernels.causal_dot_product(q[0], q, q)
+    with pytest.raises(ValueError, match="q and k must have the same shape"):
+        kernels.causal_dot_product(q, numpy.zeros((1, 1, 4, 2), numpy.float32), q)
+    with pytest.raises(ValueError, match="v must be"):
+        kernels.causal_dot_product(q, q, numpy.zeros((1, 1, 5, 3), numpy.float32))
+    with pytest.raises(TypeError, match="share one float dtype"):
+        kernels.causal_dot_product(q, q, q.astype(numpy.float64))
+    with pytest.raises(ValueError, match="initial_state must be"):
+        kernels.causal_dot_product(q, q, q, numpy.zeros((1, 1, 3, 2), numpy.float32))
+    with pytest.raises(ValueError, match="grad_out must have v's shape"):
+        kernels.causal_dot_product_backward(q, q, q, q[:, :, :2])
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        kernels.causal_dot_product(q, q, q, chunk_size=0)
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_autograd_function_gradcheck(with_state):
+    q, k = (sl.randn(1, 2, 7, 3, dtype=sl.float64, requires_grad=True) for _ in range(2))
+    v = sl.randn(1, 2, 7, 2, dtype=sl.float64, requires_grad=True)
+    inputs = [q, k, v]
+    if with_state:
+        inputs.append(sl.randn(1, 2, 3, 2, dtype=sl.float64, requires_grad=True))
+
+    def fn(q, k, v, state=None):
+        return causal_dot_product(q, k, v, state, return_final_state=True, chunk_size=3)
+
+    sl.gradcheck(fn, inputs)
+    out = causal_dot_product(q, k, v)
+    numpy.testing.assert_allclose(out.detach().numpy(), naive(*(t.detach().numpy() for t in
+                                                                (q, k, v))), rtol=1e-12)
+    with pytest.raises(TypeError, match="queries must be a Tensor"):
+        causal_dot_product(q.detach().numpy(), k, v)

@@ -1,0 +1,75 @@
+"""CUDA kernels agree with the CPU path (skipped without a GPU: cupy.is_available() is false)."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+import kernels
+from kernels import causal_product
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = [(1, 1, 1, 16, 16), (2, 3, 100, 64, 32), (1, 2, 257, 128, 64), (1, 1, 33, 16, 128),
+          (2, 2, 3000, 64, 64), (1, 1, 70, 200, 80)]
+
+
+def _arrays(shape, dtype, seed=0):
+    N, H, L, D, M = shape
+    rng = numpy.random.default_rng(seed)
+    q, k = (rng.standard_normal((N, H, L, D)).astype(dtype) * 0.3 for _ in range(2))
+    v, g = (rng.standard_normal((N, H, L, M)).astype(dtype) for _ in range(2))
+    s, gs = (rng.standard_normal((N, H, D, M)).astype(dtype) for _ in range(2))
+    return q, k, v, g, s, gs
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(numpy.float32, 1e-4), (numpy.float64, 1e-10)])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_causal_product_cuda_matches_cpu(shape, dtype, tolerance):
+    import cupy
+
+    q, k, v, g, s, gs = _arrays(shape, dtype)
+    cpu = kernels.causal_dot_product(q, k, v, s, True)
+    cpu_grads = kernels.causal_dot_product_backward(q, k, v, g, s, gs)
+    gpu_inputs = [cupy.asarray(a) for a in (q, k, v, g, s, gs)]
+    gq, gk, gv, gg, gs_, ggs = gpu_inputs
+    gpu = kernels.causal_dot_product(gq, gk, gv, gs_, True)
+    gpu_grads = kernels.causal_dot_product_backward(gq, gk, gv, gg, gs_, ggs)
+    scale = shape[2] ** 0.5
+    for a, b in zip((*cpu, *cpu_grads), (*gpu, *gpu_grads)):
+        numpy.testing.assert_allclose(cupy.asnumpy(b), a, rtol=tolerance * scale,
+                                      atol=tolerance * scale)
+    again = kernels.causal_dot_product_backward(gq, gk, gv, gg, gs_, ggs)
+    for first, second in zip(gpu_grads, again):  # no atomics: bit-identical reruns
+        assert bool((first == second).all())
+
+
+def test_both_cuda_paths_are_exercised():
+    assert causal_product._use_scan(pytest.importorskip("cupy"), numpy.dtype("float32"), 100, 64)
+    assert not causal_product._use_scan(pytest.importorskip("cupy"), numpy.dtype("float32"),
+                                        3000, 64)
+    assert not causal_product._use_scan(pytest.importorskip("cupy"), numpy.dtype("float64"),
+                                        100, 128)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(numpy.float32, 1e-5), (numpy.float64, 1e-12)])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_lstm_cuda_matches_cpu(dtype, tolerance, reverse, with_lengths):
+    import cupy
+
+    rng = numpy.random.default_rng(1)
+    L, N, H = 17, 5, 32
+    x_proj = rng.standard_normal((L, N, 4 * H)).astype(dtype)
+    w_hh = (rng.standard_normal((4 * H, H)) * 0.2).astype(dtype)
+    h0, c0 = (rng.standard_normal((N, H)).astype(dtype) for _ in range(2))
+    lengths = numpy.array([17, 1, 9, 0, 16]) if with_lengths else None
+    grads = [rng.standard_normal(s).astype(dtype) for s in ((L, N, H), (N, H), (N, H))]
+    cpu = kernels.lstm_forward(x_proj, w_hh, h0, c0, lengths, reverse)
+    cpu_back = kernels.lstm_backward(*grads, cpu[3])
+    to_gpu = cupy.asarray
+    gpu = kernels.lstm_forward(to_gpu(x_proj), to_gpu(w_hh), to_gpu(h0), to_gpu(c0),
+                               None if lengths is None else to_gpu(lengths), reverse)
+    gpu_back = kernels.lstm_backward(*(to_gpu(g) for g in grads), gpu[3])
+    for a, b in zip((*cpu[:3], *cpu_back), (*gpu[:3], *gpu_back)):
+        numpy.testing.assert_allclose(cupy.asnumpy(b), a, rtol=tolerance, atol=tolerance)
