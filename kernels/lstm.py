@@ -40,6 +40,7 @@ class LSTMCache:
     w_hh: object  # (4H, H) recurrent weight, internal order
     masks: object  # (L, N, 1) True where a step is inside its sequence, or None
     reverse: bool
+    gate_order: str = "ifgo"  # the order the caller uses
 
 
 def _step_masks(xp, lengths, L: int, N: int, reverse: bool):
@@ -53,7 +54,8 @@ def _step_masks(xp, lengths, L: int, N: int, reverse: bool):
     return (times[:, None] < lengths[None, :])[:, :, None]
 
 
-def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
+def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
+                 gate_order: str = "ifgo"):
     """Run the recurrence over all steps.
 
     Args:
@@ -63,6 +65,9 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
         lengths: optional ``(N,)`` ints; steps ``t >= lengths[n]`` do not touch sequence n.
         reverse: run from the last step to the first (the backward direction of a BiLSTM);
             each sequence then starts at its own end.
+        gate_order: "ifgo" (PyTorch's, for ``x_proj`` and ``w_hh``) or "ifog" (the kernel's own,
+            which saves reordering the big ``x_proj``; ``lstm_backward`` then returns
+            ``grad_x_proj`` and ``grad_w_hh`` in that order too).
     Returns:
         ``(output (L, N, H), h_n (N, H), c_n (N, H), cache)``; output is zero at padded steps.
     """
@@ -70,19 +75,26 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
     L, N, G = x_proj.shape
     H = G // 4
     dtype = x_proj.dtype
+    if gate_order not in ("ifgo", "ifog"):
+        raise ValueError(f"lstm_forward: gate_order must be 'ifgo' or 'ifog', got {gate_order!r}")
     masks = _step_masks(xp, lengths, L, N, reverse)
-    x_proj = _to_internal(x_proj, 2)
+    if gate_order == "ifgo":
+        x_proj, w_hh = _to_internal(x_proj, 2), _to_internal(w_hh, 0)
     if reverse:
         x_proj = x_proj[::-1]
-    w_hh = _to_internal(w_hh, 0)
-    w_t = xp.ascontiguousarray(w_hh.T)  # (H, 4H)
+    w_t = w_hh.T.copy()  # (H, 4H); a copy even when the transpose is contiguous (H = 1)
     gates = xp.empty((L, N, G), dtype)
     hs = xp.empty((L + 1, N, H), dtype)
     cs = xp.empty((L + 1, N, H), dtype)
     tanh_cs = xp.empty((L, N, H), dtype)
     hs[0], cs[0] = h0, c0
-    scratch = xp.empty((N, H), dtype)
     step = _cuda_step("lstm_step_forward", dtype, N, H) if xp.__name__ == "cupy" else None
+    if step is None:
+        # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5: fold the inner 0.5 into x_proj and W_hh once
+        x_proj = x_proj.copy()
+        x_proj[:, :, : 3 * H] *= 0.5
+        w_t[:, : 3 * H] *= 0.5
+    scratch = xp.empty((N, H), dtype)
     for k in range(L):
         a = gates[k]
         xp.matmul(hs[k], w_t, out=a)
@@ -90,9 +102,8 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
         if step is not None:  # one fused kernel for the gate math and state update
             step(a, hs[k], cs[k], hs[k + 1], cs[k + 1], tanh_cs[k], _active(xp, masks, k, N))
             continue
-        sig = a[:, : 3 * H]
-        sig *= 0.5  # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5 never overflows
         xp.tanh(a, out=a)
+        sig = a[:, : 3 * H]
         sig *= 0.5
         sig += 0.5
         i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
@@ -109,7 +120,7 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False):
     outputs = hs[1:] if masks is None else hs[1:] * masks
     if reverse:
         outputs = outputs[::-1]
-    cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse)
+    cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse, gate_order)
     return xp.ascontiguousarray(outputs), hs[L].copy(), cs[L].copy(), cache
 
 
@@ -136,38 +147,67 @@ def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
     loop = _cuda_backward_loop if xp.__name__ == "cupy" else _backward_loop
     dh, dc = loop(cache, grad_output, dh, dc, d_gates)
     flat = d_gates.reshape(L * N, G)
-    grad_w_hh = _to_pytorch(flat.T @ hs[:L].reshape(L * N, H), 0)
-    grad_x_proj = _to_pytorch(d_gates[::-1] if cache.reverse else d_gates, 2)
+    grad_w_hh = flat.T @ hs[:L].reshape(L * N, H)
+    grad_x_proj = d_gates[::-1] if cache.reverse else d_gates
+    if cache.gate_order == "ifgo":
+        grad_w_hh, grad_x_proj = _to_pytorch(grad_w_hh, 0), _to_pytorch(grad_x_proj, 2)
     return xp.ascontiguousarray(grad_x_proj), grad_w_hh, dh, dc
+
+
+def _local_derivatives(cache: LSTMCache):
+    """Every step's local derivative factors at once, ``(L, N, 4, H)`` in gate slots i, f, o, g:
+    what multiplies the cell gradient (i, f, g slots) or the hidden gradient (o slot) to give
+    the gate's pre-activation gradient, plus ``o * (1 - tanh(c)^2)`` for the cell path. A few
+    passes over the whole sequence instead of a dozen small NumPy calls per step."""
+    xp = get_array_module(cache.gates)
+    L, N, G = cache.gates.shape
+    H = G // 4
+    gates = cache.gates.reshape(L, N, 4, H)
+    sig, g = gates[:, :, :3], gates[:, :, 3]
+    tc = cache.tanh_cs
+    factors = xp.empty_like(gates)
+    xp.multiply(sig, 1 - sig, out=factors[:, :, :3])  # sigmoid' = s(1-s) for i, f, o
+    factors[:, :, 0] *= g  # d i_pre = dc * g * i(1-i)
+    factors[:, :, 1] *= cache.cs[:L]  # d f_pre = dc * c_prev * f(1-f)
+    factors[:, :, 2] *= tc  # d o_pre = dh * tanh(c) * o(1-o)
+    xp.multiply(g, g, out=factors[:, :, 3])
+    xp.subtract(1, factors[:, :, 3], out=factors[:, :, 3])
+    factors[:, :, 3] *= gates[:, :, 0]  # d g_pre = dc * i * (1-g^2)
+    through_cell = tc * tc  # dc += dh * o * (1 - tanh(c)^2)
+    xp.subtract(1, through_cell, out=through_cell)
+    through_cell *= gates[:, :, 2]
+    return factors, through_cell
 
 
 def _backward_loop(cache: LSTMCache, grad_output, dh, dc, d_gates):
     """BPTT on the CPU: fills ``d_gates`` step by step; returns the gradients of h0, c0."""
     xp = get_array_module(grad_output)
-    gates, cs, tanh_cs, masks = cache.gates, cache.cs, cache.tanh_cs, cache.masks
-    H = gates.shape[2] // 4
-    for k in range(gates.shape[0] - 1, -1, -1):
-        a = gates[k]
-        i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        tc = tanh_cs[k]
+    L, N, G = cache.gates.shape
+    H = G // 4
+    factors, through_cell = _local_derivatives(cache)
+    forget = cache.gates.reshape(L, N, 4, H)[:, :, 1]
+    masks = cache.masks
+    dh_step = xp.empty_like(dh)
+    dc_total = xp.empty_like(dc)
+    carried_h = xp.empty_like(dh)
+    for k in range(L - 1, -1, -1):
+        xp.add(dh, grad_output[k], out=dh_step)
+        if masks is not None:  # padded steps: no gradient into the cell
+            dh_step *= masks[k]
+        xp.multiply(dh_step, through_cell[k], out=dc_total)
+        dc_total += dc if masks is None else dc * masks[k]
+        d = d_gates[k].reshape(N, 4, H)
+        xp.multiply(dc_total[:, None, :], factors[k], out=d)
+        xp.multiply(dh_step, factors[k, :, 2], out=d[:, 2])
+        xp.matmul(d_gates[k], cache.w_hh, out=carried_h)
         if masks is None:
-            dh_step, dc_step = dh + grad_output[k], dc
-        else:  # padded steps: no gradient into the cell, state gradients pass through
-            active = masks[k]
-            dh_step, dc_step = (dh + grad_output[k]) * active, dc * active
-        d = d_gates[k]
-        di, df, do, dg = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
-        dc_total = dc_step + dh_step * o * (1 - tc * tc)
-        xp.multiply(dh_step * tc, o * (1 - o), out=do)
-        xp.multiply(dc_total * g, i * (1 - i), out=di)
-        xp.multiply(dc_total * cs[k], f * (1 - f), out=df)
-        xp.multiply(dc_total * i, 1 - g * g, out=dg)
-        carried_c = dc_total * f
-        carried_h = d @ cache.w_hh
-        if masks is not None:
-            carried_c += dc * ~active
-            carried_h += dh * ~active
-        dc, dh = carried_c, carried_h
+            dc = dc_total * forget[k]
+            dh, carried_h = carried_h, dh
+        else:  # state gradients of padded rows pass straight through
+            skip = ~masks[k]
+            dc = dc_total * forget[k] + dc * skip
+            dh = carried_h + dh * skip
+            carried_h = xp.empty_like(dh)
     return dh, dc
 
 

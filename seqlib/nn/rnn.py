@@ -29,29 +29,41 @@ class LSTMLayer(Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse):
         L, N, features = x.shape
-        rows = x.reshape(L * N, features)
-        x_proj = rows @ w_ih.T  # (L*N, 4H): one GEMM for every step
+        # NOTE: the kernel keeps gates as i, f, o, g; reordering the small weights here spares
+        # reordering the (L, N, 4H) projections and their gradient.
+        w_ih = _swap_gates(w_ih)
+        x_proj = x.reshape(L * N, features) @ w_ih.T  # (L*N, 4H): one GEMM for every step
         if b_ih is not None:
-            x_proj += b_ih + b_hh
+            x_proj += _swap_gates(b_ih + b_hh)
         output, h_n, c_n, cache = kernels.lstm_forward(
-            x_proj.reshape(L, N, -1), w_hh, h0, c0, lengths, reverse)
-        ctx.save_for_backward(x, w_ih)
+            x_proj.reshape(L, N, -1), _swap_gates(w_hh), h0, c0, lengths, reverse,
+            gate_order="ifog")
+        ctx.save_for_backward(x)
+        ctx.w_ih = w_ih
         ctx.cache = cache
         return output, h_n, c_n
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_c_n):
-        x, w_ih = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         grad_x_proj, grad_w_hh, grad_h0, grad_c0 = kernels.lstm_backward(
             grad_output, grad_h_n, grad_c_n, ctx.cache)
         L, N, features = x.shape
-        flat = grad_x_proj.reshape(L * N, -1)  # (L*N, 4H)
+        flat = grad_x_proj.reshape(L * N, -1)  # (L*N, 4H), gates i, f, o, g
         need = ctx.needs_input_grad
-        grad_x = (flat @ w_ih).reshape(x.shape) if need[0] else None
-        grad_w_ih = flat.T @ x.reshape(L * N, features) if need[1] else None
-        grad_bias = flat.sum(axis=0) if need[3] or need[4] else None
-        return (grad_x, grad_w_ih, grad_w_hh, grad_bias, grad_bias, grad_h0, grad_c0, None,
-                None)
+        grad_x = (flat @ ctx.w_ih).reshape(x.shape) if need[0] else None
+        grad_w_ih = _swap_gates(flat.T @ x.reshape(L * N, features)) if need[1] else None
+        grad_bias = _swap_gates(flat.sum(axis=0)) if need[3] or need[4] else None
+        return (grad_x, grad_w_ih, _swap_gates(grad_w_hh), grad_bias, grad_bias, grad_h0, grad_c0,
+                None, None)
+
+
+def _swap_gates(array):
+    """Swap the g and o gate blocks along the first axis: PyTorch's (i, f, g, o) becomes the
+    kernel's (i, f, o, g), and back (the swap is its own inverse)."""
+    H = array.shape[0] // 4
+    xp = kernels.lstm.get_array_module(array)
+    return xp.concatenate([array[: 2 * H], array[3 * H :], array[2 * H : 3 * H]])
 
 
 def _lengths_array(lengths, batch: int, steps: int):
