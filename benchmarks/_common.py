@@ -15,9 +15,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def set_threads(threads: int) -> None:
-    """Limit BLAS threads (must run before NumPy does work) and torch's, if present."""
+    """Limit BLAS threads (must run before NumPy does work) and torch's, if present.
+
+    OpenMP threads (torch's) otherwise spin for a while after each op and steal the cores from
+    whatever is timed next; a passive wait policy keeps alternating measurements fair."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, str(threads))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from threadpoolctl import threadpool_limits
 

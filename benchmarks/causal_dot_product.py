@@ -43,9 +43,9 @@ def _cases(q, k, v, g, C, torch) -> dict:
 
     cases = {
         "seqlib forward": lambda: causal_dot_product(q, k, v, chunk_size=C),
-        "seqlib forward+backward": lambda: (
-            causal_dot_product(q, k, v, chunk_size=C),
-            causal_dot_product_backward(q, k, v, g, chunk_size=C)),
+        "seqlib forward+backward": lambda: causal_dot_product_backward(
+            q, k, v, g, chunk_size=C,
+            saved=causal_dot_product(q, k, v, chunk_size=C, keep_for_backward=True)[1]),
     }
     if torch is None:
         return cases

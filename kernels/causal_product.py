@@ -84,29 +84,38 @@ def _states(q, k, v, C, initial_state, xp):
     return Q, K, V, U, S, P, mask
 
 
-def _forward_block(q, k, v, initial_state, C):
-    """The forward pass on ``(B, L, *)`` blocks; returns ``(out (B, L, M), final (B, D, M))``."""
+def _forward_block(q, k, v, initial_state, C, keep: bool = False):
+    """The forward pass on ``(B, L, *)`` blocks; returns ``(out (B, L, M), final (B, D, M))``
+    and, if ``keep``, the chunked operands and states for the backward pass."""
     xp = get_array_module(q)
     L = q.shape[1]
-    Q, K, V, U, S, P, _ = _states(q, k, v, C, initial_state, xp)
+    states = _states(q, k, v, C, initial_state, xp)
+    Q, K, V, U, S, P, _ = states
     O = Q @ S
     O += P @ V
-    return O.reshape(O.shape[0], -1, O.shape[-1])[:, :L], S[:, -1] + U[:, -1]
+    result = (O.reshape(O.shape[0], -1, O.shape[-1])[:, :L], S[:, -1] + U[:, -1])
+    return (*result, states) if keep else result
 
 
-def _backward_block(q, k, v, grad_out, initial_state, grad_final_state, C):
-    """The backward pass on ``(B, L, *)`` blocks; returns ``(dq, dk, dv, d_initial_state)``."""
+def _backward_block(q, k, v, grad_out, initial_state, grad_final_state, C, states=None):
+    """The backward pass on ``(B, L, *)`` blocks; returns ``(dq, dk, dv, d_initial_state)``.
+    ``states`` from ``_forward_block(keep=True)`` saves recomputing them."""
     xp = get_array_module(q)
     L = q.shape[1]
-    Q, K, V, U, S, P, mask = _states(q, k, v, C, initial_state, xp)
+    if states is None:
+        states = _states(q, k, v, C, initial_state, xp)
+    Q, K, V, U, S, P, mask = states
     dO = _chunks(grad_out, C, xp)
     G = Q.swapaxes(-1, -2) @ dO  # (B, n, D, M)
     dS = _prefix(G, xp, grad_final_state, reverse=True)
-    dP = dO @ V.swapaxes(-1, -2)  # (B, n, C, C)
+    # NOTE: a transposed view as the right operand halves batched-GEMM speed; copy those
+    transposed = (xp.ascontiguousarray(x.swapaxes(-1, -2)) for x in (V, S, dS))
+    Vt, St, dSt = transposed
+    dP = dO @ Vt  # (B, n, C, C)
     dP *= mask
-    dQ = dO @ S.swapaxes(-1, -2)
+    dQ = dO @ St
     dQ += dP @ K
-    dK = V @ dS.swapaxes(-1, -2)
+    dK = V @ dSt
     dK += dP.swapaxes(-1, -2) @ Q
     dV = K @ dS
     dV += P.swapaxes(-1, -2) @ dO
@@ -166,26 +175,42 @@ def _threads() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
-def _run_blocks(function, arrays: list, optional: list, B: int):
-    """Run ``function`` on slices of the batch*heads axis in a thread pool (NumPy releases
-    the GIL inside matmul, so the cores share the many small GEMMs), and join the results."""
-    global _pool
-    xp = get_array_module(*arrays)
+def _slices(xp, B: int) -> list:
+    """How the batch*heads axis is split across the thread pool (deterministic in B)."""
     workers = _threads() if xp.__name__ == "numpy" else 1
     if workers < 2 or B < 2:
-        return function(*arrays, *optional)
+        return [slice(0, B)]
+    bounds = [B * i // workers for i in range(workers + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _run_blocks(function, arrays: list, optional: list, slices: list, extras=None):
+    """Run ``function`` on slices of the batch*heads axis in a thread pool (NumPy releases the
+    GIL inside matmul, so the cores share the many small GEMMs). Returns one result tuple per
+    slice; ``extras`` gives one more argument per slice."""
+    global _pool
+    extras = [None] * len(slices) if extras is None else extras
+
+    def call(s, extra):
+        args = [a[s] for a in arrays] + [None if o is None else o[s] for o in optional]
+        return function(*args) if extra is None else function(*args, extra)
+
+    if len(slices) == 1:
+        return [call(slices[0], extras[0])]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads(), thread_name_prefix="causal-product")
-    bounds = [B * i // workers for i in range(workers + 1)]
-    slices = [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-    futures = [_pool.submit(function, *(a[s] for a in arrays),
-                            *(None if o is None else o[s] for o in optional)) for s in slices]
-    parts = [f.result() for f in futures]
-    return tuple(xp.concatenate(pieces, axis=0) for pieces in zip(*parts))
+    return [f.result() for f in [_pool.submit(call, s, e) for s, e in zip(slices, extras)]]
+
+
+def _join(xp, parts: list, count: int) -> tuple:
+    """Concatenate the first ``count`` results of every slice along the batch axis."""
+    if len(parts) == 1:
+        return parts[0][:count]
+    return tuple(xp.concatenate([p[i] for p in parts], axis=0) for i in range(count))
 
 
 def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = False,
-                       chunk_size: int | None = None):
+                       chunk_size: int | None = None, keep_for_backward: bool = False):
     """The causal product of ``q, k, v``.
 
     Args:
@@ -195,8 +220,11 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
             (``sum_j k_j^T v_j`` over them), to process a long sequence in pieces.
         return_final_state: also return the state after the last position.
         chunk_size: positions per chunk (default 64).
+        keep_for_backward: also return an opaque ``saved`` object; passing it to
+            ``causal_dot_product_backward(..., saved=saved)`` spares recomputing the states.
     Returns:
-        ``out (N, H, L, M)``, and ``final_state (N, H, D, M)`` if asked for.
+        ``out (N, H, L, M)``, then ``final_state (N, H, D, M)`` if asked for, then ``saved`` if
+        asked for.
     """
     _check(q, k, v, "causal_dot_product")
     xp = get_array_module(q, k, v)
@@ -210,14 +238,24 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
     B = N * H
     flat = [a.reshape(B, L, -1) for a in (q, k, v)]
     start = None if initial_state is None else initial_state.reshape(B, D, M)
+    saved = None
     if _use_scan(xp, q.dtype, L, D):
         out, final = _scan(*flat, start, reverse=False)
     else:
         C = _chunk_size(L, chunk_size)
-        out, final = _run_blocks(lambda q, k, v, s: _forward_block(q, k, v, s, C), flat,
-                                 [start], B)
+        slices = _slices(xp, B)
+        parts = _run_blocks(lambda q, k, v, s: _forward_block(q, k, v, s, C, keep_for_backward),
+                            flat, [start], slices)
+        out, final = _join(xp, parts, 2)
+        if keep_for_backward:
+            saved = (C, slices, [p[2] for p in parts])
     out = xp.ascontiguousarray(out).reshape(N, H, L, M)
-    return (out, final.reshape(N, H, D, M)) if return_final_state else out
+    results = (out,)
+    if return_final_state:
+        results += (final.reshape(N, H, D, M),)
+    if keep_for_backward:
+        results += (saved,)
+    return results if len(results) > 1 else out
 
 
 def _check_state(state, shape, dtype, name):
@@ -229,13 +267,14 @@ def _check_state(state, shape, dtype, name):
 
 
 def causal_dot_product_backward(q, k, v, grad_out, initial_state=None, grad_final_state=None,
-                                chunk_size: int | None = None):
+                                chunk_size: int | None = None, saved=None):
     """Gradients of ``causal_dot_product`` (recomputing what the forward pass built).
 
     Args:
         q, k, v, initial_state, chunk_size: as for the forward pass.
         grad_out: ``(N, H, L, M)``.
         grad_final_state: optional ``(N, H, D, M)`` gradient of the final state.
+        saved: what ``causal_dot_product(..., keep_for_backward=True)`` returned, if any.
     Returns:
         ``(grad_q, grad_k, grad_v)``, plus ``grad_initial_state`` when ``initial_state`` or
         ``grad_final_state`` is given.
@@ -270,9 +309,14 @@ def causal_dot_product_backward(q, k, v, grad_out, initial_state=None, grad_fina
         dk, _ = _scan(fv, fg, fq, _transposed(grad_final), reverse=True)
         dv, d_state = _scan(fk, fq, fg, grad_final, reverse=True)
     else:
-        C = _chunk_size(L, chunk_size)
-        dq, dk, dv, d_state = _run_blocks(
-            lambda q, k, v, g, s, gs: _backward_block(q, k, v, g, s, gs, C), flat, optional, B)
+        if saved is not None:
+            C, slices, states = saved
+        else:
+            C, slices, states = _chunk_size(L, chunk_size), _slices(xp, B), None
+        parts = _run_blocks(
+            lambda q, k, v, g, s, gs, *st: _backward_block(q, k, v, g, s, gs, C, *st),
+            flat, optional, slices, states)
+        dq, dk, dv, d_state = _join(xp, parts, 4)
     grads = tuple(xp.ascontiguousarray(g).reshape(shape)
                   for g, shape in ((dq, q.shape), (dk, k.shape), (dv, v.shape)))
     return (*grads, d_state.reshape(N, H, D, M)) if with_state else grads

@@ -13,16 +13,17 @@ class CausalDotProduct(Function):
 
     @staticmethod
     def forward(ctx, q, k, v, initial_state, chunk_size):
-        out, final = kernels.causal_dot_product(q, k, v, initial_state, True, chunk_size)
+        out, final, saved = kernels.causal_dot_product(q, k, v, initial_state, True, chunk_size,
+                                                       keep_for_backward=True)
         ctx.save_for_backward(q, k, v, initial_state)
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.saved = chunk_size, saved
         return out, final
 
     @staticmethod
     def backward(ctx, grad_out, grad_final):
         q, k, v, initial_state = ctx.saved_tensors
         grads = kernels.causal_dot_product_backward(q, k, v, grad_out, initial_state,
-                                                    grad_final, ctx.chunk_size)
+                                                    grad_final, ctx.chunk_size, ctx.saved)
         grad_state = grads[3] if initial_state is not None else None
         return grads[0], grads[1], grads[2], grad_state, None
 

@@ -137,3 +137,17 @@ def test_autograd_function_gradcheck(with_state):
                                                                 (q, k, v))), rtol=1e-12)
     with pytest.raises(TypeError, match="queries must be a Tensor"):
         causal_dot_product(q.detach().numpy(), k, v)
+
+
+def test_backward_from_saved_states_equals_recomputing():
+    rng = numpy.random.default_rng(5)
+    q, k = (rng.standard_normal((2, 3, 50, 4)) for _ in range(2))
+    v, g = (rng.standard_normal((2, 3, 50, 5)) for _ in range(2))
+    state = rng.standard_normal((2, 3, 4, 5))
+    out, final, saved = kernels.causal_dot_product(q, k, v, state, True, 8,
+                                                   keep_for_backward=True)
+    numpy.testing.assert_array_equal(out, kernels.causal_dot_product(q, k, v, state, chunk_size=8))
+    reused = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8, saved=saved)
+    recomputed = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8)
+    for a, b in zip(reused, recomputed):
+        numpy.testing.assert_array_equal(a, b)
