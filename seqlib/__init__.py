@@ -6,7 +6,18 @@
 
 from core import *  # noqa: F403 - seqlib re-exports the core API by design
 from core import autograd, cuda, dtypes, functional, losses  # noqa: F401
-from seqlib import data, masking, nn, optim
+from seqlib import (
+    attention,
+    builders,
+    data,
+    events,
+    feature_maps,
+    masking,
+    nn,
+    optim,
+    recurrent,
+    transformers,
+)
 from seqlib.checkpoint import load_checkpoint, save_checkpoint
 from seqlib.serialization import load, save
 

@@ -1,0 +1,79 @@
+"""AttentionLayer: project inputs to multi-head queries/keys/values, attend, project back."""
+
+from __future__ import annotations
+
+from core.masking import FullMask, LengthMask
+from core.tensor import Tensor
+from seqlib.events import EventDispatcher, QKVEvent
+from seqlib.nn.layers import Linear
+from seqlib.nn.module import Module
+
+
+def default_masks(queries, keys, attn_mask, query_lengths, key_lengths):
+    """Fill in all-ones masks and check every mask's shape against the sequences.
+
+    A LengthMask made for a shorter sequence raises here instead of silently counting as all
+    ones (a fast-transformers pitfall).
+    """
+    N, L = queries.shape[:2]
+    S = keys.shape[1]
+    device = queries.device
+    if attn_mask is None:
+        attn_mask = FullMask(L, S, device=device)
+    if query_lengths is None:
+        query_lengths = LengthMask(queries.new_full((N,), L, dtype="int64"), L)
+    if key_lengths is None:
+        key_lengths = LengthMask(queries.new_full((N,), S, dtype="int64"), S)
+    for name, mask, expected in (("attn_mask", attn_mask, (L, S)),
+                                 ("query_lengths", query_lengths, (N, L)),
+                                 ("key_lengths", key_lengths, (N, S))):
+        if tuple(mask.shape) != expected:
+            raise ValueError(
+                f"{name} has shape {tuple(mask.shape)} but the inputs need {expected} "
+                f"(queries {tuple(queries.shape)}, keys {tuple(keys.shape)})"
+            )
+    return attn_mask, query_lengths, key_lengths
+
+
+class AttentionLayer(Module):
+    """Multi-head attention around an inner attention, as fast-transformers' AttentionLayer.
+
+    Args:
+        attention: the inner attention (``FullAttention``, ``LinearAttention``, ...).
+        d_model: the input and output feature size.
+        n_heads: the number of heads.
+        d_keys: query/key size per head (default ``d_model // n_heads``).
+        d_values: value size per head (default ``d_model // n_heads``).
+        event_dispatcher: an EventDispatcher or its key; receives a QKVEvent when listened to.
+    Shape:
+        queries ``(N, L, d_model)``, keys and values ``(N, S, d_model)`` -> ``(N, L, d_model)``.
+    """
+
+    def __init__(self, attention: Module, d_model: int, n_heads: int, d_keys: int | None = None,
+                 d_values: int | None = None, event_dispatcher=""):
+        super().__init__()
+        d_keys = d_keys or d_model // n_heads
+        d_values = d_values or d_model // n_heads
+        self.inner_attention = attention
+        self.query_projection = Linear(d_model, d_keys * n_heads)
+        self.key_projection = Linear(d_model, d_keys * n_heads)
+        self.value_projection = Linear(d_model, d_values * n_heads)
+        self.out_projection = Linear(d_values * n_heads, d_model)
+        self.n_heads = n_heads
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, queries: Tensor, keys: Tensor, values: Tensor, attn_mask=None,
+                query_lengths=None, key_lengths=None) -> Tensor:
+        attn_mask, query_lengths, key_lengths = default_masks(queries, keys, attn_mask,
+                                                              query_lengths, key_lengths)
+        N, L, _ = queries.shape
+        S = keys.shape[1]
+        H = self.n_heads
+        queries = self.query_projection(queries).view(N, L, H, -1)
+        keys = self.key_projection(keys).view(N, S, H, -1)
+        values = self.value_projection(values).view(N, S, H, -1)
+        if self.event_dispatcher.listening:
+            self.event_dispatcher.dispatch(QKVEvent(self, queries, keys, values))
+        new_values = self.inner_attention(queries, keys, values, attn_mask, query_lengths,
+                                          key_lengths).view(N, L, -1)
+        return self.out_projection(new_values)

@@ -1,0 +1,17 @@
+"""Recurrent twins of the attention layers and transformers, for generation step by step."""
+
+from seqlib.recurrent.attention import (
+    RecurrentAttentionLayer,
+    RecurrentCrossAttentionLayer,
+    RecurrentCrossFullAttention,
+    RecurrentCrossLinearAttention,
+    RecurrentFullAttention,
+    RecurrentLinearAttention,
+)
+from seqlib.recurrent.transformers import (
+    RecurrentTransformerDecoder,
+    RecurrentTransformerDecoderLayer,
+    RecurrentTransformerEncoder,
+    RecurrentTransformerEncoderLayer,
+    make_mirror,
+)

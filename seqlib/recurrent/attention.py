@@ -1,0 +1,216 @@
+"""Recurrent attention: one position at a time with an explicit state, the twins of the
+parallel attentions. States are plain lists of tensors (inspect, copy, slice by batch row)."""
+
+from __future__ import annotations
+
+import math
+
+import core.functional as F
+from core.ops.shape import cat
+from core.tensor import Tensor
+from seqlib.attention_registry import (
+    Callable,
+    EventDispatcherInstance,
+    Float,
+    Int,
+    Optional,
+    RecurrentAttentionRegistry,
+    RecurrentCrossAttentionRegistry,
+)
+from seqlib.events import AttentionEvent, EventDispatcher
+from seqlib.feature_maps import elu_feature_map
+from seqlib.nn.layers import Dropout, Linear
+from seqlib.nn.module import Module
+
+
+class RecurrentAttentionLayer(Module):
+    """The recurrent twin of AttentionLayer: same parameters, one position per call.
+
+    Args: as ``AttentionLayer``.
+    Shape:
+        query, key, value ``(N, d_model)`` -> ``((N, d_model), state)``.
+    """
+
+    def __init__(self, attention: Module, d_model: int, n_heads: int, d_keys: int | None = None,
+                 d_values: int | None = None, event_dispatcher=""):
+        super().__init__()
+        d_keys = d_keys or d_model // n_heads
+        d_values = d_values or d_model // n_heads
+        self.inner_attention = attention
+        self.query_projection = Linear(d_model, d_keys * n_heads)
+        self.key_projection = Linear(d_model, d_keys * n_heads)
+        self.value_projection = Linear(d_model, d_values * n_heads)
+        self.out_projection = Linear(d_values * n_heads, d_model)
+        self.n_heads = n_heads
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
+        N = query.shape[0]
+        H = self.n_heads
+        q = self.query_projection(query).view(N, H, -1)
+        k = self.key_projection(key).view(N, H, -1)
+        v = self.value_projection(value).view(N, H, -1)
+        new_value, state = self.inner_attention(q, k, v, state)
+        return self.out_projection(new_value.view(N, -1)), state
+
+
+class RecurrentFullAttention(Module):
+    """Softmax attention over every position so far (a growing key/value cache).
+
+    State: ``[keys (N, H, S, E), values (N, H, S, M)]``.
+    """
+
+    def __init__(self, softmax_temp: float | None = None, attention_dropout: float = 0.1,
+                 event_dispatcher=""):
+        super().__init__()
+        self.softmax_temp = softmax_temp
+        self.dropout = Dropout(attention_dropout)
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
+        E = query.shape[-1]
+        temperature = self.softmax_temp or 1.0 / math.sqrt(E)
+        if state is None:
+            keys, values = key[:, :, None], value[:, :, None]
+        else:
+            keys = cat([state[0], key[:, :, None]], dim=2)
+            values = cat([state[1], value[:, :, None]], dim=2)
+        scores = (keys @ (query * temperature)[..., None])[..., 0]  # (N, H, S)
+        weights = self.dropout(F.softmax(scores, dim=-1))
+        if self.event_dispatcher.listening:
+            self.event_dispatcher.dispatch(AttentionEvent(self, weights))
+        out = (weights[:, :, None] @ values)[:, :, 0]  # (N, H, M)
+        return out, [keys, values]
+
+
+class RecurrentLinearAttention(Module):
+    """Causal linear attention one position at a time, in constant time and memory.
+
+    State: ``[S (N, H, D, M) = sum phi(k)^T v, Z (N, H, D) = sum phi(k)]``.
+    """
+
+    def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
+                 event_dispatcher=""):
+        super().__init__()
+        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
+        self.eps = eps
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
+        if state is None:
+            self.feature_map.new_feature_map(query.device)
+        Q = self.feature_map.forward_queries(query)  # (N, H, D)
+        K = self.feature_map.forward_keys(key)
+        update = K[..., :, None] * value[..., None, :]  # (N, H, D, M)
+        if state is None:
+            S, Z = update, K
+        else:
+            if state[0].shape[0] != Q.shape[0]:
+                raise ValueError(
+                    f"the batch size changed during iteration: state has {state[0].shape[0]} "
+                    f"rows, the input {Q.shape[0]}"
+                )
+            S, Z = state[0] + update, state[1] + K
+        normaliser = 1 / ((Q * Z).sum(-1, keepdim=True) + self.eps)  # (N, H, 1)
+        out = (Q[:, :, None] @ S)[:, :, 0] * normaliser  # (N, H, M)
+        return out, [S, Z]
+
+
+class RecurrentCrossAttentionLayer(Module):
+    """Cross-attention of one query position to a fixed memory; the memory's keys and values
+    are projected once and kept in the state.
+
+    Args: as ``AttentionLayer``.
+    Shape:
+        query ``(N, d_model)``, memory ``(N, S, d_model)`` -> ``((N, d_model), state)``.
+    """
+
+    def __init__(self, attention: Module, d_model: int, n_heads: int, d_keys: int | None = None,
+                 d_values: int | None = None, event_dispatcher=""):
+        super().__init__()
+        d_keys = d_keys or d_model // n_heads
+        d_values = d_values or d_model // n_heads
+        self.inner_attention = attention
+        self.query_projection = Linear(d_model, d_keys * n_heads)
+        self.key_projection = Linear(d_model, d_keys * n_heads)
+        self.value_projection = Linear(d_model, d_values * n_heads)
+        self.out_projection = Linear(d_values * n_heads, d_model)
+        self.n_heads = n_heads
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, key_lengths=None,
+                state=None):
+        N, H = query.shape[0], self.n_heads
+        q = self.query_projection(query).view(N, H, -1)
+        if state is None:  # project the memory once
+            S = keys.shape[1]
+            k = self.key_projection(keys).view(N, S, H, -1)
+            v = self.value_projection(values).view(N, S, H, -1)
+        else:
+            k = v = None
+        new_value, state = self.inner_attention(q, k, v, key_lengths, state)
+        return self.out_projection(new_value.view(N, -1)), state
+
+
+class RecurrentCrossFullAttention(Module):
+    """Softmax cross-attention for one query position; state ``[keys, values]`` of the memory
+    as ``(N, H, S, E)`` and ``(N, H, S, M)``."""
+
+    def __init__(self, softmax_temp: float | None = None, attention_dropout: float = 0.1,
+                 event_dispatcher=""):
+        super().__init__()
+        self.softmax_temp = softmax_temp
+        self.dropout = Dropout(attention_dropout)
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, query: Tensor, keys, values, key_lengths, state=None):
+        if state is None:
+            keys, values = keys.permute(0, 2, 1, 3), values.permute(0, 2, 1, 3)
+            mask = None if key_lengths is None or key_lengths.all_ones else \
+                key_lengths.additive_matrix.to(query.dtype)[:, None, :]
+            state = [keys, values] if mask is None else [keys, values, mask]
+        keys, values = state[0], state[1]
+        temperature = self.softmax_temp or 1.0 / math.sqrt(query.shape[-1])
+        scores = (keys @ (query * temperature)[..., None])[..., 0]  # (N, H, S)
+        if len(state) == 3:
+            scores = scores + state[2]
+        weights = self.dropout(F.softmax(scores, dim=-1))
+        if self.event_dispatcher.listening:
+            self.event_dispatcher.dispatch(AttentionEvent(self, weights))
+        return (weights[:, :, None] @ values)[:, :, 0], state
+
+
+class RecurrentCrossLinearAttention(Module):
+    """Linear cross-attention for one query position; state ``[S (N, H, D, M), Z (N, H, D)]``
+    summarising the memory."""
+
+    def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
+                 event_dispatcher=""):
+        super().__init__()
+        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
+        self.eps = eps
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, query: Tensor, keys, values, key_lengths, state=None):
+        if state is None:
+            self.feature_map.new_feature_map(query.device)
+            K = self.feature_map.forward_keys(keys)  # (N, S, H, D)
+            if key_lengths is not None and not key_lengths.all_ones:
+                K = K * key_lengths.float_matrix.to(K.dtype)[:, :, None, None]
+            K = K.permute(0, 2, 3, 1)  # (N, H, D, S)
+            state = [K @ values.permute(0, 2, 1, 3), K.sum(-1)]
+        S, Z = state
+        Q = self.feature_map.forward_queries(query)  # (N, H, D)
+        normaliser = 1 / ((Q * Z).sum(-1, keepdim=True) + self.eps)
+        return (Q[:, :, None] @ S)[:, :, 0] * normaliser, state
+
+
+_SOFTMAX = [("softmax_temp", Optional(Float)), ("attention_dropout", Optional(Float, 0.1)),
+            ("event_dispatcher", Optional(EventDispatcherInstance, ""))]
+_LINEAR = [("query_dimensions", Int), ("feature_map", Optional(Callable)),
+           ("event_dispatcher", Optional(EventDispatcherInstance, ""))]
+RecurrentAttentionRegistry.register("full", RecurrentFullAttention, _SOFTMAX)
+RecurrentAttentionRegistry.register("linear", RecurrentLinearAttention, _LINEAR)
+RecurrentAttentionRegistry.register("causal-linear", RecurrentLinearAttention, _LINEAR)
+RecurrentCrossAttentionRegistry.register("full", RecurrentCrossFullAttention, _SOFTMAX)
+RecurrentCrossAttentionRegistry.register("linear", RecurrentCrossLinearAttention, _LINEAR)

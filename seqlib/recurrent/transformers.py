@@ -1,0 +1,143 @@
+"""Recurrent transformer layers and stacks: one position per call, ``(y, state) = f(x, state)``.
+
+Their parameters have the same names as the parallel models', so
+``recurrent.load_state_dict(parallel.state_dict())`` (or ``make_mirror``) connects the two.
+"""
+
+from __future__ import annotations
+
+from core.tensor import Tensor
+from seqlib.events import EventDispatcher
+from seqlib.nn.containers import ModuleList
+from seqlib.nn.layers import Dropout, LayerNorm, Linear
+from seqlib.nn.module import Module
+from seqlib.transformers import activation_function
+
+
+class RecurrentTransformerEncoderLayer(Module):
+    """The recurrent twin of TransformerEncoderLayer.
+
+    Args: as ``TransformerEncoderLayer`` with a RecurrentAttentionLayer.
+    Shape:
+        ``x (N, d_model)`` -> ``((N, d_model), state)``.
+    """
+
+    def __init__(self, attention: Module, d_model: int, d_ff: int | None = None,
+                 dropout: float = 0.1, activation: str = "relu", event_dispatcher=""):
+        super().__init__()
+        d_ff = d_ff or 4 * d_model
+        self.attention = attention
+        self.linear1 = Linear(d_model, d_ff)
+        self.linear2 = Linear(d_ff, d_model)
+        self.norm1 = LayerNorm(d_model)
+        self.norm2 = LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+        self.activation = activation_function(activation)
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, state=None):
+        attended, state = self.attention(x, x, x, state)
+        x = x + self.dropout(attended)
+        y = x = self.norm1(x)
+        y = self.dropout(self.activation(self.linear1(y)))
+        y = self.dropout(self.linear2(y))
+        return self.norm2(x + y), state
+
+
+class RecurrentTransformerEncoder(Module):
+    """A stack of recurrent encoder layers; the state is a list with one entry per layer."""
+
+    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm_layer
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, state=None):
+        state = _layer_states(state, len(self.layers))
+        for i, layer in enumerate(self.layers):
+            x, state[i] = layer(x, state[i])
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, state
+
+
+def _layer_states(state, count: int) -> list:
+    if state is None:
+        return [None] * count
+    if len(state) != count:
+        raise ValueError(f"the state has {len(state)} entries, expected one per layer ({count})")
+    return list(state)
+
+
+class RecurrentTransformerDecoderLayer(Module):
+    """The recurrent twin of TransformerDecoderLayer.
+
+    State: ``[self_attention_state, cross_attention_state]``.
+    Shape:
+        ``x (N, d_model)``, ``memory (N, S, d_model)`` -> ``((N, d_model), state)``.
+    """
+
+    def __init__(self, self_attention: Module, cross_attention: Module, d_model: int,
+                 d_ff: int | None = None, dropout: float = 0.1, activation: str = "relu",
+                 event_dispatcher=""):
+        super().__init__()
+        d_ff = d_ff or 4 * d_model
+        self.self_attention = self_attention
+        self.cross_attention = cross_attention
+        self.linear1 = Linear(d_model, d_ff)
+        self.linear2 = Linear(d_ff, d_model)
+        self.norm1 = LayerNorm(d_model)
+        self.norm2 = LayerNorm(d_model)
+        self.norm3 = LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+        self.activation = activation_function(activation)
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_length_mask=None, state=None):
+        self_state, cross_state = state if state is not None else (None, None)
+        attended, self_state = self.self_attention(x, x, x, self_state)
+        x = self.norm1(x + self.dropout(attended))
+        attended, cross_state = self.cross_attention(x, memory, memory, memory_length_mask,
+                                                     cross_state)
+        y = x = self.norm2(x + self.dropout(attended))
+        y = self.dropout(self.activation(self.linear1(y)))
+        y = self.dropout(self.linear2(y))
+        return self.norm3(x + y), [self_state, cross_state]
+
+
+class RecurrentTransformerDecoder(Module):
+    """A stack of recurrent decoder layers; the state holds one entry per layer."""
+
+    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm_layer
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_length_mask=None, state=None):
+        state = _layer_states(state, len(self.layers))
+        for i, layer in enumerate(self.layers):
+            x, state[i] = layer(x, memory, memory_length_mask, state[i])
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, state
+
+
+def make_mirror(source: Module, target: Module) -> None:
+    """Make ``target`` use ``source``'s parameters and buffers (the same tensor objects), so
+    training one updates the other. Their names and shapes must match."""
+    source_params = dict(source.named_parameters(remove_duplicate=False))
+    target_params = dict(target.named_parameters(remove_duplicate=False))
+    if source_params.keys() != target_params.keys():
+        missing = sorted(source_params.keys() ^ target_params.keys())
+        raise ValueError(f"make_mirror: the models' parameter names differ: {missing}")
+    for name, param in source_params.items():
+        if param.shape != target_params[name].shape:
+            raise ValueError(
+                f"make_mirror: {name} has shape {tuple(param.shape)} in the source and "
+                f"{tuple(target_params[name].shape)} in the target"
+            )
+        *path, leaf = name.split(".")
+        owner = target.get_submodule(".".join(path))
+        owner._parameters[leaf] = param

@@ -1,0 +1,160 @@
+"""Transformer encoder and decoder layers and stacks, as fast-transformers 0.4 (post-LN)."""
+
+from __future__ import annotations
+
+import core.functional as F
+from core.masking import FullMask, LengthMask
+from core.tensor import Tensor
+from seqlib.events import EventDispatcher
+from seqlib.nn.containers import ModuleList
+from seqlib.nn.layers import Dropout, LayerNorm, Linear
+from seqlib.nn.module import Module
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def activation_function(name: str):
+    """The feed-forward activation by name ("relu" or "gelu")."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+def _full_masks(x: Tensor, attn_mask, length_mask):
+    N, L = x.shape[:2]
+    attn_mask = attn_mask or FullMask(L, device=x.device)
+    length_mask = length_mask or LengthMask(x.new_full((N,), L, dtype="int64"), L)
+    return attn_mask, length_mask
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention then a feed-forward block, each added to its input and normalised.
+
+    Args:
+        attention: an AttentionLayer.
+        d_model: the feature size.
+        d_ff: the feed-forward size (default ``4 * d_model``).
+        dropout: dropout after attention and in the feed-forward block.
+        activation: "relu" or "gelu".
+        event_dispatcher: an EventDispatcher or its key.
+    Shape:
+        ``x (N, L, d_model)`` -> ``(N, L, d_model)``.
+    """
+
+    def __init__(self, attention: Module, d_model: int, d_ff: int | None = None,
+                 dropout: float = 0.1, activation: str = "relu", event_dispatcher=""):
+        super().__init__()
+        d_ff = d_ff or 4 * d_model
+        self.attention = attention
+        self.linear1 = Linear(d_model, d_ff)
+        self.linear2 = Linear(d_ff, d_model)
+        self.norm1 = LayerNorm(d_model)
+        self.norm2 = LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+        self.activation = activation_function(activation)
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, attn_mask=None, length_mask=None) -> Tensor:
+        attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
+        x = x + self.dropout(self.attention(x, x, x, attn_mask=attn_mask,
+                                            query_lengths=length_mask, key_lengths=length_mask))
+        y = x = self.norm1(x)
+        y = self.dropout(self.activation(self.linear1(y)))
+        y = self.dropout(self.linear2(y))
+        return self.norm2(x + y)
+
+
+class TransformerEncoder(Module):
+    """A stack of encoder layers with an optional final norm.
+
+    Args:
+        layers: the TransformerEncoderLayers.
+        norm_layer: applied after the last layer (or None).
+        event_dispatcher: an EventDispatcher or its key.
+    """
+
+    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm_layer
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, attn_mask=None, length_mask=None) -> Tensor:
+        attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
+        for layer in self.layers:
+            x = layer(x, attn_mask=attn_mask, length_mask=length_mask)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
+
+
+class TransformerDecoderLayer(Module):
+    """Self-attention, cross-attention to a memory, then a feed-forward block (post-LN).
+
+    Args:
+        self_attention, cross_attention: AttentionLayers.
+        d_model, d_ff, dropout, activation, event_dispatcher: as for the encoder layer.
+    Shape:
+        ``x (N, L, d_model)``, ``memory (N, S, d_model)`` -> ``(N, L, d_model)``.
+    """
+
+    def __init__(self, self_attention: Module, cross_attention: Module, d_model: int,
+                 d_ff: int | None = None, dropout: float = 0.1, activation: str = "relu",
+                 event_dispatcher=""):
+        super().__init__()
+        d_ff = d_ff or 4 * d_model
+        self.self_attention = self_attention
+        self.cross_attention = cross_attention
+        self.linear1 = Linear(d_model, d_ff)
+        self.linear2 = Linear(d_ff, d_model)
+        self.norm1 = LayerNorm(d_model)
+        self.norm2 = LayerNorm(d_model)
+        self.norm3 = LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+        self.activation = activation_function(activation)
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, memory: Tensor, x_mask=None, x_length_mask=None,
+                memory_mask=None, memory_length_mask=None) -> Tensor:
+        N, L = x.shape[:2]
+        S = memory.shape[1]
+        x_mask, x_length_mask = _full_masks(x, x_mask, x_length_mask)
+        memory_mask = memory_mask or FullMask(L, S, device=x.device)
+        memory_length_mask = memory_length_mask or LengthMask(
+            x.new_full((N,), S, dtype="int64"), S)
+        x = x + self.dropout(self.self_attention(x, x, x, attn_mask=x_mask,
+                                                 query_lengths=x_length_mask,
+                                                 key_lengths=x_length_mask))
+        x = self.norm1(x)
+        x = x + self.dropout(self.cross_attention(x, memory, memory, attn_mask=memory_mask,
+                                                  query_lengths=x_length_mask,
+                                                  key_lengths=memory_length_mask))
+        y = x = self.norm2(x)
+        y = self.dropout(self.activation(self.linear1(y)))
+        y = self.dropout(self.linear2(y))
+        return self.norm3(x + y)
+
+
+class TransformerDecoder(Module):
+    """A stack of decoder layers with an optional final norm.
+
+    Args:
+        layers: the TransformerDecoderLayers.
+        norm_layer: applied after the last layer (or None).
+        event_dispatcher: an EventDispatcher or its key.
+    """
+
+    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm_layer
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def forward(self, x: Tensor, memory: Tensor, x_mask=None, x_length_mask=None,
+                memory_mask=None, memory_length_mask=None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, memory, x_mask=x_mask, x_length_mask=x_length_mask,
+                      memory_mask=memory_mask, memory_length_mask=memory_length_mask)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
