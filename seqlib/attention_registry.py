@@ -58,6 +58,15 @@ def _is_dispatcher(value) -> bool:
 EventDispatcherInstance = Spec("EventDispatcherInstance", _is_dispatcher)
 
 
+def _is_module(value) -> bool:
+    from seqlib.nn.module import Module
+
+    return isinstance(value, Module)
+
+
+AttentionInstance = Spec("AttentionInstance", _is_module)
+
+
 def closest(name: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the nearest valid name, or ''."""
     match = difflib.get_close_matches(name, list(choices), n=1)

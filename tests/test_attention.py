@@ -140,3 +140,70 @@ def test_gradcheck_through_full_attention_layer():
     mask = TriangularCausalMask(3)
     sl.gradcheck(lambda x, *p: layer(x, x, x, attn_mask=mask), [x, *layer.parameters()],
                  directions=6)
+
+
+from seqlib.attention import ConditionalFullAttention, ExactTopKAttention, LocalAttention  # noqa: E402
+from seqlib.builders import AttentionBuilder, TransformerEncoderBuilder  # noqa: E402
+
+
+@pytest.mark.parametrize("context", [1, 2, 5, 30])
+def test_local_attention_equals_banded_full_attention(context):
+    q, k, v = qkv(L=9, S=9, seed=3)
+    offsets = numpy.arange(9)[None, :] - numpy.arange(9)[:, None]  # s - l
+    band = (offsets >= -(context // 2)) & (offsets < (context + 1) // 2)
+    key_lengths = LengthMask(sl.tensor([9, 6]), 9)
+    masks = (LengthMask(sl.tensor([9, 9])), key_lengths)
+    local = LocalAttention(context, attention_dropout=0.0)(*tensors(q, k, v), FullMask(9), *masks)
+    full = FullAttention(attention_dropout=0.0)(*tensors(q, k, v), FullMask(sl.tensor(band)),
+                                                *masks)
+    attended = (band[None] & lengths_mask([9, 6], 9)[:, None]).any(-1)  # (N, L) rows with keys
+    numpy.testing.assert_allclose(local.detach().numpy()[attended],
+                                  full.detach().numpy()[attended], rtol=1e-10, atol=1e-12)
+
+
+def test_local_attention_gradcheck_and_errors():
+    q, k, v = qkv(N=1, L=5, S=5, H=1, E=2, M=2, seed=4)
+    attention = LocalAttention(3, attention_dropout=0.0)
+    masks = (FullMask(5), LengthMask(sl.tensor([5])), LengthMask(sl.tensor([5])))
+    sl.gradcheck(lambda a, b, c: attention(a, b, c, *masks), tensors(q, k, v))
+    with pytest.raises(ValueError, match="local_context must be >= 1"):
+        LocalAttention(0)
+
+
+def test_exact_topk_attention():
+    q, k, v = qkv(L=4, S=6, seed=5)
+    masks = (FullMask(4, 6), LengthMask(sl.tensor([4, 4])), LengthMask(sl.tensor([6, 6])))
+    everything = ExactTopKAttention(topk=6, attention_dropout=0.0)(*tensors(q, k, v), *masks)
+    full = FullAttention(attention_dropout=0.0)(*tensors(q, k, v), *masks)
+    numpy.testing.assert_allclose(everything.detach().numpy(), full.detach().numpy(), rtol=1e-10)
+    top2 = ExactTopKAttention(topk=2, attention_dropout=0.0)(*tensors(q, k, v), *masks)
+    scores = numpy.einsum("nlhe,nshe->nhls", q, k)
+    keep = scores >= numpy.sort(scores, -1)[..., -2:-1]
+    allowed = keep.transpose(0, 2, 1, 3)  # (N, L, H, S) -> per head masks
+    expected = numpy.stack([full_reference(q[:, :, h:h + 1], k[:, :, h:h + 1], v[:, :, h:h + 1],
+                                           allowed[:, :, h])[:, :, 0] for h in range(3)], 2)
+    numpy.testing.assert_allclose(top2.detach().numpy(), expected, rtol=1e-10)
+
+
+def test_conditional_full_switches_by_length_and_composes_in_builders():
+    builder = AttentionBuilder()
+    builder.local_context = 3
+    builder.length_limit = 4
+    builder.attention_dropout = 0.0
+    attention = builder.get("conditional-full:local")
+    assert isinstance(attention, ConditionalFullAttention)
+    assert isinstance(attention.other_attention, LocalAttention)
+    short, long_ = qkv(L=4, S=4, seed=6), qkv(L=7, S=7, seed=6)
+    for (q, k, v), expected_type in ((short, FullAttention), (long_, LocalAttention)):
+        L = q.shape[1]
+        masks = (FullMask(L), LengthMask(sl.tensor([L, L])), LengthMask(sl.tensor([L, L])))
+        chosen = expected_type(**({"local_context": 3} if expected_type is LocalAttention
+                                  else {}), attention_dropout=0.0)
+        numpy.testing.assert_allclose(attention(*tensors(q, k, v), *masks).detach().numpy(),
+                                      chosen(*tensors(q, k, v), *masks).detach().numpy(),
+                                      rtol=1e-10)
+    with pytest.raises(ValueError, match="conditional-full needs"):
+        builder.get("conditional-full")
+    model = TransformerEncoderBuilder.from_kwargs(attention_type="conditional-full:local",
+                                                  local_context=4, n_layers=1).get()
+    assert model(sl.randn(1, 6, 256)).shape == (1, 6, 256)

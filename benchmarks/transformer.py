@@ -1,0 +1,83 @@
+"""A causal-linear transformer encoder: training step (forward+backward) and recurrent step.
+
+Run:
+    python benchmarks/transformer.py             # 4 layers, d_model 256, 4 heads, (16, 256)
+    python benchmarks/transformer.py --attention full --length 512
+
+The recurrent step is one position of the whole stack at batch 1: the per-token cost of
+generation, which must not depend on the position for linear attention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import machine, median_ms, set_threads, write  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attention", default="causal-linear")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    import seqlib as sl
+    from seqlib.builders import RecurrentEncoderBuilder, TransformerEncoderBuilder
+    from seqlib.masking import TriangularCausalMask
+    from seqlib.recurrent import make_mirror
+
+    config = dict(attention_type=args.attention, n_layers=args.layers, n_heads=args.heads,
+                  query_dimensions=args.d_model // args.heads,
+                  value_dimensions=args.d_model // args.heads,
+                  feed_forward_dimensions=4 * args.d_model)
+    model = TransformerEncoderBuilder.from_kwargs(**config).get()
+    recurrent = RecurrentEncoderBuilder.from_kwargs(**config).get().eval()
+    make_mirror(model, recurrent)
+    x = sl.randn(args.batch, args.length, args.d_model)
+    mask = TriangularCausalMask(args.length)
+
+    def train_step():
+        model.zero_grad()
+        model(x, attn_mask=mask).sum().backward()
+
+    def forward():
+        with sl.no_grad():
+            model(x, attn_mask=mask)
+
+    token = sl.randn(1, args.d_model)
+    with sl.no_grad():
+        state = None
+        for _ in range(16):
+            _, state = recurrent(token, state)
+
+    def recurrent_step():
+        with sl.no_grad():
+            recurrent(token, state)
+
+    results = {
+        "forward ms": median_ms(forward, args.repeat),
+        "forward+backward ms": median_ms(train_step, args.repeat),
+        "recurrent step ms (batch 1)": median_ms(recurrent_step, 50 * args.repeat, warmup=10),
+    }
+    tokens = args.batch * args.length
+    results["training tokens/s"] = tokens / (results["forward+backward ms"] / 1e3)
+    for name, value in results.items():
+        print(f"{name:30s} {value:10.3f}")
+    report = {"benchmark": "transformer", **machine(), "device": "cpu", "threads": args.threads,
+              "config": {k: v for k, v in vars(args).items() if k != "out"}, "results": results}
+    write(f"transformer_{args.attention}_cpu", report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()
