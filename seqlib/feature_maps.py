@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
+import numpy
+
 import core.functional as F
+from core.creation import tensor, zeros
+from core.ops.shape import cat
+from core.random import rng
 from core.tensor import Tensor
 from seqlib.nn.module import Module
 
@@ -66,3 +74,135 @@ def _elu_plus_one(x: Tensor) -> Tensor:
 
 elu_feature_map = ActivationFunctionFeatureMap.factory(_elu_plus_one)
 """``phi(x) = elu(x) + 1``, the default of linear attention (Katharopoulos et al., 2020)."""
+
+
+def orthogonal_random_matrix(rows: int, columns: int, generator=None) -> numpy.ndarray:
+    """``(rows, columns)`` whose columns are orthogonal in blocks of ``rows`` and have the norms
+    of ``rows``-dimensional Gaussian vectors (orthogonal random features lower the variance)."""
+    draw = rng(generator)
+    matrix = numpy.empty((rows, columns))
+    for start in range(0, columns, rows):
+        end = min(start + rows, columns)
+        block = draw.standard_normal((rows, rows))
+        norms = numpy.sqrt((block * block).sum(1))
+        q, _ = numpy.linalg.qr(block)
+        matrix[:, start:end] = q[:, : end - start] * norms[None, : end - start]
+    return matrix
+
+
+class RandomFourierFeatures(FeatureMap):
+    """Random Fourier features of the Gaussian kernel ``exp(-t |x - y|^2 / 2)`` (Rahimi & Recht).
+
+    Args:
+        query_dimensions: the size of queries and keys.
+        n_dims: the number of features (even; default ``query_dimensions``).
+        softmax_temp: the kernel temperature t (default ``1/sqrt(query_dimensions)``).
+        orthogonal: draw orthogonal random features.
+        redraw: draw a new random matrix every ``redraw`` calls of ``new_feature_map``.
+        deterministic_eval: keep the matrix fixed in eval mode.
+        generator: a seeded Generator (default: the global one).
+    """
+
+    def __init__(self, query_dimensions: int, n_dims: int | None = None,
+                 softmax_temp: float | None = None, orthogonal: bool = False, redraw: int = 1,
+                 deterministic_eval: bool = False, generator=None):
+        super().__init__(query_dimensions)
+        self.n_dims = n_dims or query_dimensions
+        self.orthogonal = orthogonal
+        self.softmax_temp = 1 / math.sqrt(query_dimensions) if softmax_temp is None else \
+            softmax_temp
+        self.redraw, self.deterministic_eval = redraw, deterministic_eval
+        self.generator = generator
+        self.register_buffer("omega", zeros(query_dimensions, self.n_dims // 2))
+        self._calls = -1
+
+    def new_feature_map(self, device) -> None:
+        if self.deterministic_eval and not self.training:
+            return
+        self._calls += 1
+        if self._calls % self.redraw:
+            return
+        shape = (self.query_dims, self.n_dims // 2)
+        if self.orthogonal:
+            omega = orthogonal_random_matrix(*shape, generator=self.generator)
+        else:
+            omega = rng(self.generator).standard_normal(shape)
+        self.omega = tensor(omega, dtype=self.omega.dtype, device=device)
+
+    def _project(self, x: Tensor) -> Tensor:
+        return (x * math.sqrt(self.softmax_temp)) @ self.omega.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self._project(x)
+        return cat([u.cos(), u.sin()], dim=-1) * math.sqrt(2 / self.n_dims)
+
+
+class SmoothedRandomFourierFeatures(RandomFourierFeatures):
+    """Random Fourier features plus a constant feature ``smoothing``, to keep the normaliser
+    away from zero: the kernel becomes ``exp(...) + smoothing**2``. (fast-transformers documents
+    ``+ smoothing`` but computes this; seqlib computes the same so ported models agree.)
+
+    Args: as ``RandomFourierFeatures``, and ``smoothing``, the value of the constant feature.
+    """
+
+    def __init__(self, query_dimensions: int, n_dims: int | None = None,
+                 softmax_temp: float | None = None, orthogonal: bool = False,
+                 smoothing: float = 1.0, redraw: int = 1, deterministic_eval: bool = False,
+                 generator=None):
+        super().__init__(query_dimensions, (n_dims or query_dimensions) - 1, softmax_temp,
+                         orthogonal, redraw, deterministic_eval, generator)
+        self.smoothing = smoothing
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = super().forward(x)
+        constant = features.new_full(features.shape[:-1] + (1,), self.smoothing)
+        return cat([features, constant], dim=-1)
+
+
+class Favor(RandomFourierFeatures):
+    """Positive random features of the softmax kernel ``exp(t x . y)`` (Performer, Lemma 1):
+    ``phi(x) = exp(omega^T x - |x|^2 / 2) / sqrt(m)`` with both signs of omega.
+
+    Args: as ``RandomFourierFeatures`` (orthogonal by default), and ``stabilize``: subtract the
+    largest squared norm along the sequence (dim 1) before exponentiating, to avoid overflow.
+    """
+
+    def __init__(self, query_dimensions: int, n_dims: int | None = None,
+                 softmax_temp: float | None = None, orthogonal: bool = True,
+                 stabilize: bool = False, redraw: int = 1, deterministic_eval: bool = False,
+                 generator=None):
+        super().__init__(query_dimensions, n_dims, softmax_temp, orthogonal, redraw,
+                         deterministic_eval, generator)
+        self.stabilize = stabilize
+
+    def forward(self, x: Tensor) -> Tensor:
+        scaled = x * math.sqrt(self.softmax_temp)
+        squared = (scaled * scaled).sum(-1, keepdim=True)
+        u = scaled @ self.omega.to(x.dtype)
+        offset = squared * 0.5 + 0.5 * math.log(self.n_dims)
+        if self.stabilize:
+            if x.ndim != 4 or x.shape[1] < x.shape[2]:
+                warnings.warn("Favor.stabilize expects inputs shaped (N, L, H, D) with L >= H",
+                              stacklevel=2)
+            offset = offset + squared.amax(1, keepdim=True)
+        return cat([(u - offset).exp(), (-u - offset).exp()], dim=-1)
+
+
+class GeneralizedRandomFeatures(RandomFourierFeatures):
+    """``phi(x) = kernel_fn(omega^T x)`` with random omega (Performer's generalised features).
+
+    Args: as ``RandomFourierFeatures`` (orthogonal by default, ``softmax_temp`` 1), and
+    ``kernel_fn`` (default ReLU); ``n_dims`` is the number of features.
+    """
+
+    def __init__(self, query_dimensions: int, n_dims: int | None = None,
+                 softmax_temp: float = 1.0, orthogonal: bool = True, kernel_fn=F.relu,
+                 redraw: int = 1, deterministic_eval: bool = False, generator=None):
+        super().__init__(query_dimensions, 2 * (n_dims or query_dimensions), softmax_temp,
+                         orthogonal, redraw, deterministic_eval, generator)
+        self.kernel_fn = kernel_fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.softmax_temp != 1.0:
+            x = x * math.sqrt(self.softmax_temp)
+        return self.kernel_fn(x @ self.omega.to(x.dtype))
