@@ -113,7 +113,8 @@ def test_builder_defaults_match_fast_transformers():
     assert TransformerEncoderBuilder.from_kwargs(final_normalization=False).get().norm is None
     linear = TransformerEncoderBuilder.from_kwargs(attention_type="linear").get()
     assert linear.layers[0].attention.inner_attention.feature_map.query_dims == 64
-    assert AttentionBuilder().available_attentions == ["causal-linear", "full", "linear"]
+    assert {"causal-linear", "full", "linear", "local", "exact-topk", "conditional-full"} <= set(
+        AttentionBuilder().available_attentions)
 
 
 def test_builder_errors_name_the_parameter_and_choices():
@@ -197,3 +198,31 @@ def test_encoder_forward_shapes_and_length_masks():
     alone = model(x[1:, :3])
     numpy.testing.assert_allclose(masked[1, :3].detach().numpy(), alone[0].detach().numpy(),
                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention_type", ["causal-linear", "full"])
+@pytest.mark.parametrize("dtype, tolerance", [(sl.float32, 1e-5), (sl.float64, 1e-12)])
+def test_fused_inference_step_equals_the_module_path(attention_type, dtype, tolerance):
+    from seqlib.recurrent import fast_step
+
+    recurrent = build(RecurrentEncoderBuilder, dtype, attention_type=attention_type)
+    x = sl.randn(2, 6, 8, dtype=dtype)
+    fused_state = module_state = None
+    for i in range(6):
+        with sl.no_grad():
+            assert fast_step.can_fuse(recurrent.layers[0])
+            kept = fused_state
+            kept_copy = None if kept is None else [[t.clone() for t in s] for s in kept]
+            fused, fused_state = recurrent(x[:, i], fused_state)
+            if kept is not None:  # the step made new state arrays; the old ones are intact
+                assert all(a.equal(b) for s, c in zip(kept, kept_copy) for a, b in zip(s, c))
+        slow, module_state = recurrent(x[:, i], module_state)  # grad enabled: module path
+        numpy.testing.assert_allclose(fused.numpy(), slow.detach().numpy(), rtol=tolerance,
+                                      atol=tolerance)
+    handle = recurrent.layers[0].register_forward_hook(lambda *args: None)
+    with sl.no_grad():
+        assert not fast_step.can_fuse(recurrent.layers[0])
+    handle.remove()
+    recurrent.train()
+    with sl.no_grad():
+        assert not fast_step.can_fuse(recurrent.layers[0])

@@ -11,6 +11,7 @@ from seqlib.events import EventDispatcher
 from seqlib.nn.containers import ModuleList
 from seqlib.nn.layers import Dropout, LayerNorm, Linear
 from seqlib.nn.module import Module
+from seqlib.recurrent import fast_step
 from seqlib.transformers import activation_function
 
 
@@ -36,6 +37,8 @@ class RecurrentTransformerEncoderLayer(Module):
         self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
+        if fast_step.can_fuse(self):
+            return fast_step.encoder_layer_step(self, x, state)
         attended, state = self.attention(x, x, x, state)
         x = x + self.dropout(attended)
         y = x = self.norm1(x)
