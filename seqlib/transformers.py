@@ -5,7 +5,7 @@ from __future__ import annotations
 import core.functional as F
 from core.masking import FullMask, LengthMask
 from core.tensor import Tensor
-from seqlib.events import EventDispatcher
+from seqlib.events import EventDispatcher, IntermediateOutput
 from seqlib.nn.containers import ModuleList
 from seqlib.nn.layers import Dropout, LayerNorm, Linear
 from seqlib.nn.module import Module
@@ -83,6 +83,8 @@ class TransformerEncoder(Module):
         attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
         for layer in self.layers:
             x = layer(x, attn_mask=attn_mask, length_mask=length_mask)
+            if self.event_dispatcher.listening:
+                self.event_dispatcher.dispatch(IntermediateOutput(layer, x))
         if self.norm is not None:
             x = self.norm(x)
         return x
@@ -155,6 +157,8 @@ class TransformerDecoder(Module):
         for layer in self.layers:
             x = layer(x, memory, x_mask=x_mask, x_length_mask=x_length_mask,
                       memory_mask=memory_mask, memory_length_mask=memory_length_mask)
+            if self.event_dispatcher.listening:
+                self.event_dispatcher.dispatch(IntermediateOutput(layer, x))
         if self.norm is not None:
             x = self.norm(x)
         return x

@@ -18,6 +18,7 @@ from seqlib.builders import (
 from seqlib.events import (
     AttentionEvent,
     EventDispatcher,
+    IntermediateOutput,
     QKVEvent,
     event_class,
     layer_name_contains,
@@ -183,9 +184,13 @@ def test_events_fire_only_when_listened_to():
     dispatcher.listen(only_first, lambda event: qkv.append(event.queries.shape))
     model(sl.randn(1, 3, 8))
     assert qkv == [(1, 3, 2, 4)] and len(seen) == 4
+    outputs = []
+    dispatcher.listen(IntermediateOutput, lambda event: outputs.append(event.source))
+    model(sl.randn(1, 3, 8))
+    assert outputs == list(model.layers)
     dispatcher.clear()
     model(sl.randn(1, 3, 8))
-    assert len(seen) == 4 and not dispatcher.listening
+    assert len(seen) == 6 and not dispatcher.listening
     assert EventDispatcher.get("shared") is EventDispatcher.get("shared")
     assert EventDispatcher.get(dispatcher) is dispatcher
 
