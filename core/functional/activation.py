@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from core import dtypes
 from core.autograd.function import Function
 from core.backend import get_array_module
@@ -95,8 +97,9 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
-        out = e / e.sum(axis=dim, keepdims=True)
+        with numpy.errstate(invalid="ignore"):  # a row of -inf gives NaN silently, as PyTorch
+            e = xp.exp(x - x.max(axis=dim, keepdims=True))
+            out = e / e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
