@@ -13,12 +13,16 @@ from seqlib import (
     events,
     feature_maps,
     masking,
+    models,
     nn,
     optim,
     recurrent,
+    text,
+    tokenizers,
     transformers,
 )
 from seqlib.checkpoint import load_checkpoint, save_checkpoint
+from seqlib.generation import generate
 from seqlib.serialization import load, save
 
 __version__ = "0.1.0"

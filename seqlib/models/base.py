@@ -1,0 +1,71 @@
+"""save_pretrained / from_pretrained: config JSON + safetensors weights + tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from seqlib.nn.module import Module
+
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+TOKENIZERS = ("tokenizer.json", "tokenizer.model")
+
+
+class PretrainedModel(Module):
+    """A model with a dataclass ``config`` that can be saved to and loaded from a directory."""
+
+    model_type = ""
+    config_class = None
+    tokenizer = None  # set by from_pretrained when the directory holds one
+
+    def save_pretrained(self, directory, tokenizer=None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to
+        ``directory`` (created if needed)."""
+        from seqlib.serialization import save
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"model_type": self.model_type, **dataclasses.asdict(self.config)}
+        (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        save(self.state_dict(), directory / WEIGHTS)
+        tokenizer = tokenizer or self.tokenizer
+        if tokenizer is not None:
+            name = TOKENIZERS[0] if type(tokenizer).__name__ == "CharTokenizer" else TOKENIZERS[1]
+            tokenizer.save(directory / name)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory, map_location=None):
+        """Load a model (and its tokenizer, as ``model.tokenizer``) from ``directory``."""
+        return from_pretrained(directory, map_location, expected=cls)
+
+
+def from_pretrained(directory, map_location=None, expected=None):
+    """The model saved in ``directory`` by ``save_pretrained``, whatever its type."""
+    from seqlib.models import MODEL_TYPES
+    from seqlib.serialization import load
+    from seqlib.tokenizers import load_tokenizer
+
+    directory = Path(directory)
+    if not (directory / CONFIG).is_file():
+        raise FileNotFoundError(f"from_pretrained: {directory} has no {CONFIG}")
+    config = json.loads((directory / CONFIG).read_text())
+    model_type = config.pop("model_type", None)
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"from_pretrained: unknown model_type {model_type!r} in "
+                         f"{directory / CONFIG}; known: {sorted(MODEL_TYPES)}")
+    cls = MODEL_TYPES[model_type]
+    if expected is not None and not issubclass(cls, expected):
+        raise TypeError(f"from_pretrained: {directory} holds a {cls.__name__}, not a "
+                        f"{expected.__name__}")
+    model = cls(cls.config_class(**config))
+    state = load(directory / WEIGHTS, map_location)
+    floating = [t.dtype for t in state.values() if t.is_floating_point()]
+    if floating:  # keep the saved precision (the model was built in the default dtype)
+        model.to(floating[0])
+    model.load_state_dict(state)
+    for name in TOKENIZERS:
+        if (directory / name).is_file():
+            model.tokenizer = load_tokenizer(directory / name)
+    return model.eval()
