@@ -20,6 +20,21 @@ def activation_function(name: str):
     return ACTIVATIONS[name]
 
 
+def add_feed_forward(layer: Module, d_model: int, d_ff: int | None, dropout: float,
+                     activation: str, norms: int, event_dispatcher) -> None:
+    """Give a transformer layer (parallel or recurrent) fast-transformers' feed-forward block
+    ``linear1``/``linear2`` (``d_ff`` defaults to ``4 * d_model``), ``norm1..norm<norms>``,
+    ``dropout``, ``activation`` and its event dispatcher."""
+    d_ff = d_ff or 4 * d_model
+    layer.linear1 = Linear(d_model, d_ff)
+    layer.linear2 = Linear(d_ff, d_model)
+    for i in range(1, norms + 1):
+        setattr(layer, f"norm{i}", LayerNorm(d_model))
+    layer.dropout = Dropout(dropout)
+    layer.activation = activation_function(activation)
+    layer.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+
 def _full_masks(x: Tensor, attn_mask, length_mask):
     N, L = x.shape[:2]
     attn_mask = attn_mask or FullMask(L, device=x.device)
@@ -44,15 +59,8 @@ class TransformerEncoderLayer(Module):
     def __init__(self, attention: Module, d_model: int, d_ff: int | None = None,
                  dropout: float = 0.1, activation: str = "relu", event_dispatcher=""):
         super().__init__()
-        d_ff = d_ff or 4 * d_model
         self.attention = attention
-        self.linear1 = Linear(d_model, d_ff)
-        self.linear2 = Linear(d_ff, d_model)
-        self.norm1 = LayerNorm(d_model)
-        self.norm2 = LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
-        self.activation = activation_function(activation)
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_feed_forward(self, d_model, d_ff, dropout, activation, 2, event_dispatcher)
 
     def forward(self, x: Tensor, attn_mask=None, length_mask=None) -> Tensor:
         attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
@@ -104,17 +112,9 @@ class TransformerDecoderLayer(Module):
                  d_ff: int | None = None, dropout: float = 0.1, activation: str = "relu",
                  event_dispatcher=""):
         super().__init__()
-        d_ff = d_ff or 4 * d_model
         self.self_attention = self_attention
         self.cross_attention = cross_attention
-        self.linear1 = Linear(d_model, d_ff)
-        self.linear2 = Linear(d_ff, d_model)
-        self.norm1 = LayerNorm(d_model)
-        self.norm2 = LayerNorm(d_model)
-        self.norm3 = LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
-        self.activation = activation_function(activation)
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_feed_forward(self, d_model, d_ff, dropout, activation, 3, event_dispatcher)
 
     def forward(self, x: Tensor, memory: Tensor, x_mask=None, x_length_mask=None,
                 memory_mask=None, memory_length_mask=None) -> Tensor:

@@ -35,6 +35,21 @@ def default_masks(queries, keys, attn_mask, query_lengths, key_lengths):
     return attn_mask, query_lengths, key_lengths
 
 
+def add_projections(layer: Module, attention: Module, d_model: int, n_heads: int,
+                    d_keys: int | None, d_values: int | None, event_dispatcher) -> None:
+    """Give an attention layer (parallel or recurrent) fast-transformers' projections:
+    ``query/key/value_projection`` into ``n_heads`` heads and ``out_projection`` back."""
+    d_keys = d_keys or d_model // n_heads
+    d_values = d_values or d_model // n_heads
+    layer.inner_attention = attention
+    layer.query_projection = Linear(d_model, d_keys * n_heads)
+    layer.key_projection = Linear(d_model, d_keys * n_heads)
+    layer.value_projection = Linear(d_model, d_values * n_heads)
+    layer.out_projection = Linear(d_values * n_heads, d_model)
+    layer.n_heads = n_heads
+    layer.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+
 class AttentionLayer(Module):
     """Multi-head attention around an inner attention, as fast-transformers' AttentionLayer.
 
@@ -52,15 +67,7 @@ class AttentionLayer(Module):
     def __init__(self, attention: Module, d_model: int, n_heads: int, d_keys: int | None = None,
                  d_values: int | None = None, event_dispatcher=""):
         super().__init__()
-        d_keys = d_keys or d_model // n_heads
-        d_values = d_values or d_model // n_heads
-        self.inner_attention = attention
-        self.query_projection = Linear(d_model, d_keys * n_heads)
-        self.key_projection = Linear(d_model, d_keys * n_heads)
-        self.value_projection = Linear(d_model, d_values * n_heads)
-        self.out_projection = Linear(d_values * n_heads, d_model)
-        self.n_heads = n_heads
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_projections(self, attention, d_model, n_heads, d_keys, d_values, event_dispatcher)
 
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor, attn_mask=None,
                 query_lengths=None, key_lengths=None) -> Tensor:

@@ -8,6 +8,7 @@ import math
 import core.functional as F
 from core.ops.shape import cat
 from core.tensor import Tensor
+from seqlib.attention.attention_layer import add_projections
 from seqlib.attention_registry import (
     Callable,
     EventDispatcherInstance,
@@ -19,7 +20,7 @@ from seqlib.attention_registry import (
 )
 from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.feature_maps import elu_feature_map
-from seqlib.nn.layers import Dropout, Linear
+from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
 
 
@@ -34,15 +35,7 @@ class RecurrentAttentionLayer(Module):
     def __init__(self, attention: Module, d_model: int, n_heads: int, d_keys: int | None = None,
                  d_values: int | None = None, event_dispatcher=""):
         super().__init__()
-        d_keys = d_keys or d_model // n_heads
-        d_values = d_values or d_model // n_heads
-        self.inner_attention = attention
-        self.query_projection = Linear(d_model, d_keys * n_heads)
-        self.key_projection = Linear(d_model, d_keys * n_heads)
-        self.value_projection = Linear(d_model, d_values * n_heads)
-        self.out_projection = Linear(d_values * n_heads, d_model)
-        self.n_heads = n_heads
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_projections(self, attention, d_model, n_heads, d_keys, d_values, event_dispatcher)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
         N = query.shape[0]
@@ -128,15 +121,7 @@ class RecurrentCrossAttentionLayer(Module):
     def __init__(self, attention: Module, d_model: int, n_heads: int, d_keys: int | None = None,
                  d_values: int | None = None, event_dispatcher=""):
         super().__init__()
-        d_keys = d_keys or d_model // n_heads
-        d_values = d_values or d_model // n_heads
-        self.inner_attention = attention
-        self.query_projection = Linear(d_model, d_keys * n_heads)
-        self.key_projection = Linear(d_model, d_keys * n_heads)
-        self.value_projection = Linear(d_model, d_values * n_heads)
-        self.out_projection = Linear(d_values * n_heads, d_model)
-        self.n_heads = n_heads
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_projections(self, attention, d_model, n_heads, d_keys, d_values, event_dispatcher)
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, key_lengths=None,
                 state=None):

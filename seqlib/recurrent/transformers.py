@@ -9,10 +9,9 @@ from __future__ import annotations
 from core.tensor import Tensor
 from seqlib.events import EventDispatcher
 from seqlib.nn.containers import ModuleList
-from seqlib.nn.layers import Dropout, LayerNorm, Linear
 from seqlib.nn.module import Module
 from seqlib.recurrent import fast_step
-from seqlib.transformers import activation_function
+from seqlib.transformers import add_feed_forward
 
 
 class RecurrentTransformerEncoderLayer(Module):
@@ -26,15 +25,8 @@ class RecurrentTransformerEncoderLayer(Module):
     def __init__(self, attention: Module, d_model: int, d_ff: int | None = None,
                  dropout: float = 0.1, activation: str = "relu", event_dispatcher=""):
         super().__init__()
-        d_ff = d_ff or 4 * d_model
         self.attention = attention
-        self.linear1 = Linear(d_model, d_ff)
-        self.linear2 = Linear(d_ff, d_model)
-        self.norm1 = LayerNorm(d_model)
-        self.norm2 = LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
-        self.activation = activation_function(activation)
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_feed_forward(self, d_model, d_ff, dropout, activation, 2, event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
         if fast_step.can_fuse(self):
@@ -85,17 +77,9 @@ class RecurrentTransformerDecoderLayer(Module):
                  d_ff: int | None = None, dropout: float = 0.1, activation: str = "relu",
                  event_dispatcher=""):
         super().__init__()
-        d_ff = d_ff or 4 * d_model
         self.self_attention = self_attention
         self.cross_attention = cross_attention
-        self.linear1 = Linear(d_model, d_ff)
-        self.linear2 = Linear(d_ff, d_model)
-        self.norm1 = LayerNorm(d_model)
-        self.norm2 = LayerNorm(d_model)
-        self.norm3 = LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
-        self.activation = activation_function(activation)
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        add_feed_forward(self, d_model, d_ff, dropout, activation, 3, event_dispatcher)
 
     def forward(self, x: Tensor, memory: Tensor, memory_length_mask=None, state=None):
         self_state, cross_state = state if state is not None else (None, None)
