@@ -81,10 +81,11 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
              seed: int | None = None, stream: bool = False, tokenizer=None):
     """Continue ``prompt`` with up to ``max_new_tokens`` sampled tokens.
 
-    The prompt is read token by token on the model's recurrent twin (``model.recurrent()``),
-    then tokens are sampled one at a time: per-token time and memory stay constant for linear
-    attention. Prompts of different lengths are processed together, each row sampling from
-    the step after its own last prompt token.
+    The prompt prefix that all rows share in length is read in one parallel pass
+    (``model.prefill``) where the model has one; the rest of each prompt and every new token go
+    through the recurrent twin (``model.recurrent()``) one step at a time: per-token time and
+    memory stay constant for linear attention. Prompts of different lengths run together, each
+    row sampling from the step after its own last prompt token.
 
     Args:
         model: a language model with ``recurrent()`` (TransformerLM, LSTMLM) or a recurrent
@@ -128,11 +129,15 @@ def _steps(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, se
     lengths = [len(p) for p in prompts]
     produced = [0] * len(prompts)
     done = [max_new_tokens <= 0] * len(prompts)
-    current = [p[0] for p in prompts]
-    state = None
+    state, start = None, 0
+    shared = min(lengths) - 1  # positions every prompt has before its last token
     try:
         with no_grad():
-            for t in range(max(lengths) + max_new_tokens - 1):
+            if shared > 0 and hasattr(model, "prefill"):  # one parallel pass for the prefix
+                state = model.prefill(tensor([p[:shared] for p in prompts]))
+                start = shared
+            current = [p[start] for p in prompts]
+            for t in range(start, max(lengths) + max_new_tokens - 1):
                 if all(done):
                     return
                 logits, state = recurrent(tensor(current), state)

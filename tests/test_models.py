@@ -24,6 +24,7 @@ def transformer(attention="causal-linear", positional="sinusoidal", dtype=sl.flo
     try:
         sl.manual_seed(0)
         options = {"attention_dropout": 0.0} if attention == "full" else {}
+        options.update(extra.pop("attention_options", {}))
         config = TransformerLMConfig(vocab_size=VOCAB, d_model=16, n_layers=2, n_heads=2,
                                      dropout=0.0, attention_type=attention,
                                      positional_encoding=positional,
@@ -179,3 +180,20 @@ def test_save_pretrained_round_trip(tmp_path, name):
     if name == "lstm":
         with pytest.raises(TypeError, match="holds a LSTMLM, not a TransformerLM"):
             TransformerLM.from_pretrained(tmp_path / "model")
+
+
+@pytest.mark.parametrize("attention", ["causal-linear", "full"])
+def test_parallel_prefill_gives_the_recurrent_state(attention):
+    model = transformer(attention)
+    tokens = sl.randint(0, VOCAB, (2, 9))
+    recurrent = model.recurrent()
+    with sl.no_grad():
+        state = model.prefill(tokens[:, :6])
+        after_prefill, _ = recurrent(tokens[:, 6], state)
+        stepwise = None
+        for t in range(7):
+            step, stepwise = recurrent(tokens[:, t], stepwise)
+    assert state[0] == 6
+    numpy.testing.assert_allclose(after_prefill.numpy(), step.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="has no recurrent twin"):
+        transformer("local", attention_options={"local_context": 3}).prefill(tokens)

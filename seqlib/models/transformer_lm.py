@@ -99,6 +99,39 @@ class TransformerLM(PretrainedModel):
         """The twin that reads one token per call, sharing this model's parameters."""
         return RecurrentTransformerLM(self)
 
+    def prefill(self, tokens: Tensor):
+        """Read a prompt ``(N, P)`` in one parallel pass and return the recurrent twin's state
+        after it (the twin continues at position P), without computing logits.
+
+        Each layer's state comes from the keys and values it projects from its input: for
+        linear attention ``[sum phi(k)^T v, sum phi(k)]``, for softmax attention the key/value
+        cache. Only attentions with a recurrent twin ("linear", "causal-linear", "full") have one.
+        """
+        if self.config.attention_type not in ("linear", "causal-linear", "full"):
+            raise ValueError(f"prefill: attention {self.config.attention_type!r} has no "
+                             "recurrent twin")
+        P = tokens.shape[1]
+        x = self.dropout(self.embed(tokens, range(P)))
+        mask = TriangularCausalMask(P, device=x.device)
+        states = []
+        for layer in self.encoder.layers:
+            states.append(_attention_state(layer.attention, x))
+            x = layer(x, attn_mask=mask)
+        return [P, states]
+
+
+def _attention_state(attention, x: Tensor) -> list:
+    """The recurrent state of an AttentionLayer after reading all of ``x`` ``(N, P, d)``."""
+    N, P, _ = x.shape
+    H = attention.n_heads
+    keys = attention.key_projection(x).view(N, P, H, -1)
+    values = attention.value_projection(x).view(N, P, H, -1)
+    inner = attention.inner_attention
+    if hasattr(inner, "feature_map"):
+        features = inner.feature_map.forward_keys(keys).permute(0, 2, 3, 1)  # (N, H, D, P)
+        return [features @ values.permute(0, 2, 1, 3), features.sum(-1)]
+    return [keys.permute(0, 2, 1, 3), values.permute(0, 2, 1, 3)]
+
 
 class RecurrentTransformerLM(Module):
     """One token per call with a constant-size state for linear attention.
