@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -24,3 +26,40 @@ def test_fit_mlp_runs_and_learns(capsys):
     trained = fit_mlp.main(["--steps", "600", "--log-every", "300"])
     assert trained < 0.05  # sin(3x) has variance ~0.5; the noise floor is 0.01
     assert "validation mse" in capsys.readouterr().out
+
+
+SAMPLE = str(Path(__file__).parent / "data" / "hamlet_sample.txt")
+TINY = ["--data", SAMPLE, "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
+        "--block-size", "16", "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5"]
+
+
+@pytest.mark.parametrize("model", ["linear", "softmax", "lstm"])
+def test_train_lm_runs_two_steps_and_saves_a_model(tmp_path, model, capsys):
+    train_lm = load("train_lm")
+    result = train_lm.main(["--steps", "2", "--model", model, "--out", str(tmp_path), *TINY])
+    assert result["step"] == 2 and result["val_loss"] > 0
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
+    output = capsys.readouterr().out
+    assert "--- sample ---" in output and "perplexity" in output
+    text = load("generate").main(["--model", str(tmp_path), "--prompt", "Ham", "--tokens", "4"])
+    assert text.startswith("Ham") and len(text) == 7
+
+
+def test_train_lm_with_sentencepiece_and_resume(tmp_path, capsys):
+    train_lm = load("train_lm")
+    common = ["--out", str(tmp_path), "--tokenizer", "sentencepiece", "--vocab-size", "400",
+              "--checkpoint-every", "1", *TINY]
+    train_lm.main(["--steps", "2", *common])
+    assert (tmp_path / "tokenizer.model").is_file()
+    resumed = train_lm.main(["--steps", "3", "--resume", *common])
+    assert resumed["step"] == 3
+    assert "resumed from" in capsys.readouterr().out
+
+
+def test_copy_task_runs(capsys):
+    copy_task = load("copy_task")
+    results = copy_task.main(["--steps", "2", "--length", "4", "--d-model", "16",
+                              "--batch-size", "4"])
+    assert set(results) == {"linear", "softmax", "lstm"}
+    assert all(0 <= r["accuracy"] <= 1 for r in results.values())
+    assert "copy accuracy" in capsys.readouterr().out

@@ -64,6 +64,9 @@ def test_erf_matches_math_erf_to_one_ulp():
     expected = numpy.array([math.erf(v) for v in grid])
     numpy.testing.assert_allclose(erf_array(grid), expected, rtol=0, atol=2.3e-16)
     assert erf_array(numpy.array([numpy.inf, -numpy.inf])).tolist() == [1.0, -1.0]
+    single = erf_array(grid.astype(numpy.float32))
+    assert single.dtype == numpy.float32
+    numpy.testing.assert_allclose(single, expected, rtol=0, atol=5e-7)
     assert numpy.isnan(erf_array(numpy.array([numpy.nan])))[0]
 
 

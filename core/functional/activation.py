@@ -49,7 +49,9 @@ class GELU(Function):
         if approximate == "tanh":
             inner = (x + 0.044715 * x * x * x) * math.sqrt(2 / math.pi)
             return 0.5 * x * (1 + xp.tanh(inner))
-        return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        ctx.cdf = cdf  # backward reuses it instead of evaluating erf again
+        return x * cdf
 
     @staticmethod
     def backward(ctx, g):
@@ -60,9 +62,8 @@ class GELU(Function):
             t = xp.tanh((x + 0.044715 * x * x * x) * k)
             slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
             return g * slope, None
-        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
         pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-        return g * (cdf + x * pdf), None
+        return g * (ctx.cdf + x * pdf), None
 
 
 class SiLU(Function):
