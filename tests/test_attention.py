@@ -207,3 +207,18 @@ def test_conditional_full_switches_by_length_and_composes_in_builders():
     model = TransformerEncoderBuilder.from_kwargs(attention_type="conditional-full:local",
                                                   local_context=4, n_layers=1).get()
     assert model(sl.randn(1, 6, 256)).shape == (1, 6, 256)
+
+
+def test_local_attention_event_reports_window_weights():
+    from seqlib.events import AttentionEvent, EventDispatcher
+
+    dispatcher = EventDispatcher()
+    seen = []
+    dispatcher.listen(AttentionEvent, lambda event: seen.append(event.attention_matrix))
+    q, k, v = qkv(N=1, L=7, S=7, seed=8)
+    LocalAttention(3, attention_dropout=0.0, event_dispatcher=dispatcher)(
+        *tensors(q, k, v), FullMask(7), LengthMask(sl.tensor([7])), LengthMask(sl.tensor([7])))
+    (weights,) = seen
+    assert weights.shape == (1, 3, 7, 3)
+    numpy.testing.assert_allclose(weights.detach().numpy().sum(-1), 1.0, rtol=1e-10)
+    assert weights[0, 0, 0, 0].item() == 0  # position -1 does not exist
