@@ -63,3 +63,25 @@ def test_copy_task_runs(capsys):
     assert set(results) == {"linear", "softmax", "lstm"}
     assert all(0 <= r["accuracy"] <= 1 for r in results.values())
     assert "copy accuracy" in capsys.readouterr().out
+
+
+def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    from seqlib import optim
+
+    train_lm = load("train_lm")
+    calls = []
+    original = optim.AdamW.step
+
+    def interrupted(self, closure=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, closure)
+
+    monkeypatch.setattr(optim.AdamW, "step", interrupted)
+    result = train_lm.main(["--steps", "5", "--out", str(tmp_path), *TINY])
+    assert result["step"] == 1
+    assert (tmp_path / "checkpoint.safetensors").is_file()
+    assert "interrupted: checkpoint saved" in capsys.readouterr().out
+    monkeypatch.setattr(optim.AdamW, "step", original)
+    assert train_lm.main(["--steps", "2", "--resume", "--out", str(tmp_path), *TINY])["step"] == 2
