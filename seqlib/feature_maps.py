@@ -206,3 +206,31 @@ class GeneralizedRandomFeatures(RandomFourierFeatures):
         if self.softmax_temp != 1.0:
             x = x * math.sqrt(self.softmax_temp)
         return self.kernel_fn(x @ self.omega.to(x.dtype))
+
+
+class FeatureMapAttention(Module):
+    """Base of the linear attentions: a feature map built for ``query_dimensions``, ``eps`` for
+    the normaliser, and an event dispatcher.
+
+    Args:
+        query_dimensions: the size E of queries and keys per head.
+        feature_map: a factory ``query_dims -> FeatureMap`` (default elu(x) + 1).
+        eps: added to the normaliser.
+        event_dispatcher: an EventDispatcher or its key.
+    """
+
+    def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
+                 event_dispatcher=""):
+        from seqlib.events import EventDispatcher
+
+        super().__init__()
+        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
+        self.eps = eps
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+    def masked_keys(self, keys: Tensor, key_lengths) -> Tensor:
+        """phi(keys) ``(N, S, H, D)`` with the features of padded keys set to zero."""
+        features = self.feature_map.forward_keys(keys)
+        if key_lengths is not None and not key_lengths.all_ones:
+            features = features * key_lengths.float_matrix.to(features.dtype)[:, :, None, None]
+        return features

@@ -14,12 +14,10 @@ from seqlib.attention_registry import (
     Optional,
 )
 from seqlib.causal_product import causal_dot_product
-from seqlib.events import EventDispatcher
-from seqlib.feature_maps import elu_feature_map
-from seqlib.nn.module import Module
+from seqlib.feature_maps import FeatureMapAttention
 
 
-class CausalLinearAttention(Module):
+class CausalLinearAttention(FeatureMapAttention):
     """Causal linear attention (Katharopoulos et al., 2020).
 
     .. math::
@@ -39,10 +37,7 @@ class CausalLinearAttention(Module):
 
     def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
                  event_dispatcher=""):
-        super().__init__()
-        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
-        self.eps = eps
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
 
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor, attn_mask, query_lengths,
                 key_lengths) -> Tensor:
@@ -53,9 +48,7 @@ class CausalLinearAttention(Module):
             )
         self.feature_map.new_feature_map(queries.device)
         Q = self.feature_map.forward_queries(queries)
-        K = self.feature_map.forward_keys(keys)
-        if not key_lengths.all_ones:
-            K = K * key_lengths.float_matrix.to(K.dtype)[:, :, None, None]
+        K = self.masked_keys(keys, key_lengths)
         K, values = _match_length(K, values, queries.shape[1])
         M = values.shape[-1]
         # NOTE: a column of ones appended to V makes the last output column Q_i . cumsum(K)_i,

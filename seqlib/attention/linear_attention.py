@@ -10,12 +10,10 @@ from seqlib.attention_registry import (
     Int,
     Optional,
 )
-from seqlib.events import EventDispatcher
-from seqlib.feature_maps import elu_feature_map
-from seqlib.nn.module import Module
+from seqlib.feature_maps import FeatureMapAttention
 
 
-class LinearAttention(Module):
+class LinearAttention(FeatureMapAttention):
     """Non-causal linear attention (Katharopoulos et al., 2020).
 
     Args:
@@ -30,10 +28,7 @@ class LinearAttention(Module):
 
     def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
                  event_dispatcher=""):
-        super().__init__()
-        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
-        self.eps = eps
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
 
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor, attn_mask, query_lengths,
                 key_lengths) -> Tensor:
@@ -44,9 +39,7 @@ class LinearAttention(Module):
             )
         self.feature_map.new_feature_map(queries.device)
         Q = self.feature_map.forward_queries(queries).permute(0, 2, 1, 3)  # (N, H, L, D)
-        K = self.feature_map.forward_keys(keys)
-        if not key_lengths.all_ones:
-            K = K * key_lengths.float_matrix.to(K.dtype)[:, :, None, None]
+        K = self.masked_keys(keys, key_lengths)
         K = K.permute(0, 2, 3, 1)  # (N, H, D, S)
         KV = K @ values.permute(0, 2, 1, 3)  # (N, H, D, M)
         normaliser = 1 / ((Q @ K.sum(dim=-1, keepdim=True)) + self.eps)  # (N, H, L, 1)

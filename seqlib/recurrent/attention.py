@@ -19,7 +19,7 @@ from seqlib.attention_registry import (
     RecurrentCrossAttentionRegistry,
 )
 from seqlib.events import AttentionEvent, EventDispatcher
-from seqlib.feature_maps import elu_feature_map
+from seqlib.feature_maps import FeatureMapAttention
 from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
 
@@ -76,7 +76,7 @@ class RecurrentFullAttention(Module):
         return out, [keys, values]
 
 
-class RecurrentLinearAttention(Module):
+class RecurrentLinearAttention(FeatureMapAttention):
     """Causal linear attention one position at a time, in constant time and memory.
 
     State: ``[S (N, H, D, M) = sum phi(k)^T v, Z (N, H, D) = sum phi(k)]``.
@@ -84,10 +84,7 @@ class RecurrentLinearAttention(Module):
 
     def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
                  event_dispatcher=""):
-        super().__init__()
-        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
-        self.eps = eps
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
         if state is None:
@@ -165,23 +162,18 @@ class RecurrentCrossFullAttention(Module):
         return (weights[:, :, None] @ values)[:, :, 0], state
 
 
-class RecurrentCrossLinearAttention(Module):
+class RecurrentCrossLinearAttention(FeatureMapAttention):
     """Linear cross-attention for one query position; state ``[S (N, H, D, M), Z (N, H, D)]``
     summarising the memory."""
 
     def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
                  event_dispatcher=""):
-        super().__init__()
-        self.feature_map = (feature_map or elu_feature_map)(query_dimensions)
-        self.eps = eps
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
 
     def forward(self, query: Tensor, keys, values, key_lengths, state=None):
         if state is None:
             self.feature_map.new_feature_map(query.device)
-            K = self.feature_map.forward_keys(keys)  # (N, S, H, D)
-            if key_lengths is not None and not key_lengths.all_ones:
-                K = K * key_lengths.float_matrix.to(K.dtype)[:, :, None, None]
+            K = self.masked_keys(keys, key_lengths)  # (N, S, H, D)
             K = K.permute(0, 2, 3, 1)  # (N, H, D, S)
             state = [K @ values.permute(0, 2, 1, 3), K.sum(-1)]
         S, Z = state
