@@ -4,6 +4,7 @@ Run:
     python benchmarks/causal_dot_product.py                    # N=1, H=8, L=4096, D=M=64
     python benchmarks/causal_dot_product.py --lengths 1024 4096 16384 --chunks 32 64 128
     python benchmarks/causal_dot_product.py --memory           # peak memory up to L=65,536
+    python benchmarks/causal_dot_product.py --device cuda --lengths 1024 4096 16384 65536
 
 The torch peer (timed in the same process on the same inputs, when torch is importable) runs
 the same chunked algorithm with torch ops and autograd; fast-transformers' C++ kernel is timed
@@ -37,22 +38,43 @@ def torch_chunked(torch, q, k, v, C):
     return O.reshape(N, H, n * C, M)[:, :, :L]
 
 
-def _cases(q, k, v, g, C, torch) -> dict:
+def _synchronized(fn, device: str, torch=None):
+    """``fn`` followed by a device synchronisation, so GPU timings include the work."""
+    if not device.startswith("cuda"):
+        return fn
+    if torch is not None:
+        return lambda: (fn(), torch.cuda.synchronize())
+    import cupy
+
+    return lambda: (fn(), cupy.cuda.get_current_stream().synchronize())
+
+
+def _cases(q, k, v, g, C, torch, device: str = "cpu") -> dict:
     """The timed callables for one shape and chunk size (torch's only if it is importable)."""
     from kernels.causal_product import causal_dot_product, causal_dot_product_backward
 
+    arrays = (q, k, v, g)
+    if device.startswith("cuda"):
+        import cupy
+
+        arrays = tuple(cupy.asarray(a) for a in arrays)
+    aq, ak, av, ag = arrays
     cases = {
-        "seqlib forward": lambda: causal_dot_product(q, k, v, chunk_size=C),
-        "seqlib forward+backward": lambda: causal_dot_product_backward(
-            q, k, v, g, chunk_size=C,
-            saved=causal_dot_product(q, k, v, chunk_size=C, keep_for_backward=True)[1]),
+        "seqlib forward": _synchronized(lambda: causal_dot_product(aq, ak, av, chunk_size=C),
+                                        device),
+        "seqlib forward+backward": _synchronized(lambda: causal_dot_product_backward(
+            aq, ak, av, ag, chunk_size=C,
+            saved=causal_dot_product(aq, ak, av, chunk_size=C, keep_for_backward=True)[1]),
+            device),
     }
     if torch is None:
         return cases
-    tq, tk, tv, tg = (torch.from_numpy(a) for a in (q, k, v, g))
+    tq, tk, tv, tg = (torch.from_numpy(a).to(device) for a in (q, k, v, g))
     leaves = [t.clone().requires_grad_() for t in (tq, tk, tv)]
-    cases["torch forward"] = lambda: torch_chunked(torch, tq, tk, tv, C)
-    cases["torch forward+backward"] = lambda: torch_chunked(torch, *leaves, C).backward(tg)
+    cases["torch forward"] = _synchronized(lambda: torch_chunked(torch, tq, tk, tv, C),
+                                           device, torch)
+    cases["torch forward+backward"] = _synchronized(
+        lambda: torch_chunked(torch, *leaves, C).backward(tg), device, torch)
     return cases
 
 
@@ -66,6 +88,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="peak memory for L up to 65,536")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CuPy arrays, torch on GPU)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     set_threads(args.threads)
@@ -86,7 +109,7 @@ def main(argv=None) -> dict:
         shape = (args.batch, args.heads, L, args.dim)
         q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
         for C in args.chunks:
-            cases = _cases(q, k, v, g, C, torch)
+            cases = _cases(q, k, v, g, C, torch, args.device)
             times = alternate(cases, args.repeat)
             row = {"L": L, "chunk": C, **{name: round(ms, 3) for name, ms in times.items()}}
             for kind in ("forward", "forward+backward"):
@@ -96,7 +119,7 @@ def main(argv=None) -> dict:
             rows.append(row)
             print(row)
     memory = []
-    if args.memory:
+    if args.memory and args.device == "cpu":
         for L in (4096, 16384, 65536):
             shape = (1, args.heads, L, args.dim)
             q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
@@ -109,11 +132,11 @@ def main(argv=None) -> dict:
             memory.append({"L": L, "peak_MB": round(peak / 2**20, 1),
                            "peak_over_inputs": round(peak / inputs, 2)})
             print(memory[-1])
-    report = {"benchmark": "causal_dot_product", **machine(), "device": "cpu",
+    report = {"benchmark": "causal_dot_product", **machine(), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
               "shape": {"N": args.batch, "H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}
-    write("causal_dot_product_cpu", report, args.out)
+    write(f"causal_dot_product_{args.device.split(':')[0]}", report, args.out)
     return report
 
 
