@@ -16,9 +16,11 @@ class Spec:
         return self.name
 
     def validate(self, value) -> bool:
+        """True if ``value`` fits this spec."""
         return self.check(value)
 
     def get(self, value):
+        """The value to pass on (specs may normalise it)."""
         return value
 
 
@@ -114,6 +116,7 @@ class Registry:
         return dict(self._parameters)
 
     def spec(self, parameter: str) -> Spec:
+        """The registered spec of ``parameter``."""
         return self._parameters[parameter]
 
     def validate_parameter(self, parameter: str, value) -> None:

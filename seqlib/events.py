@@ -108,9 +108,11 @@ class EventDispatcher:
         self._listeners[event_handler] = _as_filter(event_filter)
 
     def remove(self, event_handler) -> None:
+        """Stop calling ``event_handler``."""
         self._listeners.pop(event_handler, None)
 
     def clear(self) -> None:
+        """Remove every listener."""
         self._listeners.clear()
 
     def dispatch(self, event) -> None:

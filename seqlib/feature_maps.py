@@ -31,9 +31,11 @@ class FeatureMap(Module):
         raise NotImplementedError
 
     def forward_queries(self, x: Tensor) -> Tensor:
+        """Features of queries (the same map as keys unless a subclass differs)."""
         return self(x)
 
     def forward_keys(self, x: Tensor) -> Tensor:
+        """Features of keys."""
         return self(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -72,8 +74,15 @@ def _elu_plus_one(x: Tensor) -> Tensor:
     return F.elu(x) + 1
 
 
-elu_feature_map = ActivationFunctionFeatureMap.factory(_elu_plus_one)
-"""``phi(x) = elu(x) + 1``, the default of linear attention (Katharopoulos et al., 2020)."""
+def elu_feature_map(query_dims: int) -> ActivationFunctionFeatureMap:
+    """``phi(x) = elu(x) + 1``, the default of linear attention (Katharopoulos et al., 2020).
+
+    Args:
+        query_dims: the size of queries and keys.
+    Returns:
+        the feature map.
+    """
+    return ActivationFunctionFeatureMap(query_dims, _elu_plus_one)
 
 
 def orthogonal_random_matrix(rows: int, columns: int, generator=None) -> numpy.ndarray:

@@ -55,9 +55,11 @@ class CharTokenizer:
             ) from None
 
     def encode_batch(self, texts) -> list:
+        """``encode`` for each text."""
         return [self.encode(t) for t in texts]
 
     def decode_batch(self, batch) -> list:
+        """``decode`` for each id list."""
         return [self.decode(ids) for ids in batch]
 
     def save(self, path) -> None:
@@ -194,9 +196,11 @@ class SentencePieceTokenizer:
         return self._processor.decode([int(i) for i in ids if int(i) not in special])
 
     def encode_batch(self, texts, add_bos: bool = False, add_eos: bool = False) -> list:
+        """``encode`` for each text."""
         return [self.encode(t, add_bos, add_eos) for t in texts]
 
     def decode_batch(self, batch) -> list:
+        """``decode`` for each id list."""
         return [self.decode(ids) for ids in batch]
 
 

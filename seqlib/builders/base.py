@@ -32,6 +32,7 @@ class BaseBuilder:
         return cls.from_dictionary(vars(args), strict)
 
     def get(self):
+        """Build the object described by the parameters set so far."""
         raise NotImplementedError
 
 
@@ -73,6 +74,7 @@ class AttentionBuilderBase(BaseBuilder):
         return self._registry.keys
 
     def validate_attention_type(self, attention_type: str) -> None:
+        """Raise, naming the valid types, unless every part of ``attention_type`` is registered."""
         if not isinstance(attention_type, str):
             raise ValueError(f"attention_type must be a str, got {attention_type!r}")
         for name in attention_type.split(":"):

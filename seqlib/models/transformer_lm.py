@@ -35,6 +35,7 @@ class TransformerLMConfig:
     attention_options: dict = field(default_factory=dict)  # e.g. {"local_context": 64}
 
     def builder_kwargs(self) -> dict:
+        """The TransformerEncoderBuilder parameters this config describes."""
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads "
                              f"({self.n_heads})")

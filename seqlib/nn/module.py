@@ -18,6 +18,7 @@ class RemovableHandle:
         self._hooks, self._key = hooks, key
 
     def remove(self) -> None:
+        """Unregister the hook (again is harmless)."""
         self._hooks.pop(self._key, None)
 
 
@@ -162,10 +163,12 @@ class Module:
                 yield from module.named_modules(memo, child, remove_duplicate)
 
     def modules(self):
+        """Yield this module and every module below it, each once."""
         for _, module in self.named_modules():
             yield module
 
     def named_children(self):
+        """Yield ``(name, module)`` for the direct submodules."""
         seen = set()
         for name, module in self._modules.items():
             if module is not None and id(module) not in seen:
@@ -173,6 +176,7 @@ class Module:
                 yield name, module
 
     def children(self):
+        """Yield the direct submodules."""
         for _, module in self.named_children():
             yield module
 
@@ -191,17 +195,21 @@ class Module:
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True):
+        """Yield every parameter (below this module too, if ``recurse``), each once."""
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
     def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate=True):
+        """Yield ``(dotted_name, buffer)``; shared buffers once."""
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True):
+        """Yield every buffer (below this module too, if ``recurse``)."""
         for _, buffer in self.named_buffers(recurse=recurse):
             yield buffer
 
     def get_submodule(self, target: str) -> Module:
+        """The submodule at dotted path ``target`` ("" is this module)."""
         module = self
         for part in target.split(".") if target else []:
             if part not in module._modules:
@@ -284,6 +292,7 @@ class Module:
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` on every parameter; returns self."""
         for param in self.parameters():
             param.requires_grad_(requires_grad)
         return self
@@ -339,18 +348,23 @@ class Module:
         return self
 
     def cuda(self, device=None) -> Module:
+        """Move everything to CUDA device ``device`` (default 0); returns self."""
         return self.to("cuda" if device is None else f"cuda:{device}")
 
     def cpu(self) -> Module:
+        """Move everything to the CPU; returns self."""
         return self.to("cpu")
 
     def float(self) -> Module:
+        """Cast floating parameters and buffers to float32; returns self."""
         return self.to(dtype="float32")
 
     def double(self) -> Module:
+        """Cast floating parameters and buffers to float64; returns self."""
         return self.to(dtype="float64")
 
     def half(self) -> Module:
+        """Cast floating parameters and buffers to float16; returns self."""
         return self.to(dtype="float16")
 
     # ---- hooks -------------------------------------------------------------------------

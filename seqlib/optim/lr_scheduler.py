@@ -48,6 +48,7 @@ class LRScheduler:
                 if k != "optimizer" and not callable(v) and k != "lr_lambdas"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore ``state_dict()`` and set the optimizer's learning rates to match."""
         self.__dict__.update(state_dict)
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
@@ -170,6 +171,7 @@ class SequentialLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore ``state_dict()``, including the wrapped schedulers'."""
         state = dict(state_dict)
         for scheduler, saved in zip(self.schedulers, state.pop("schedulers")):
             scheduler.__dict__.update(saved)
