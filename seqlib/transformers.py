@@ -35,6 +35,13 @@ def add_feed_forward(layer: Module, d_model: int, d_ff: int | None, dropout: flo
     layer.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
 
+def feed_forward(layer: Module, x: Tensor, norm: Module) -> Tensor:
+    """The feed-forward half of a post-LN layer: ``norm(x + FF(x))`` with
+    ``FF = dropout(linear2(dropout(activation(linear1(x)))))``."""
+    y = layer.dropout(layer.activation(layer.linear1(x)))
+    return norm(x + layer.dropout(layer.linear2(y)))
+
+
 def _full_masks(x: Tensor, attn_mask, length_mask):
     N, L = x.shape[:2]
     attn_mask = attn_mask or FullMask(L, device=x.device)
@@ -66,10 +73,7 @@ class TransformerEncoderLayer(Module):
         attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
         x = x + self.dropout(self.attention(x, x, x, attn_mask=attn_mask,
                                             query_lengths=length_mask, key_lengths=length_mask))
-        y = x = self.norm1(x)
-        y = self.dropout(self.activation(self.linear1(y)))
-        y = self.dropout(self.linear2(y))
-        return self.norm2(x + y)
+        return feed_forward(self, self.norm1(x), self.norm2)
 
 
 class TransformerEncoder(Module):
@@ -131,10 +135,7 @@ class TransformerDecoderLayer(Module):
         x = x + self.dropout(self.cross_attention(x, memory, memory, attn_mask=memory_mask,
                                                   query_lengths=x_length_mask,
                                                   key_lengths=memory_length_mask))
-        y = x = self.norm2(x)
-        y = self.dropout(self.activation(self.linear1(y)))
-        y = self.dropout(self.linear2(y))
-        return self.norm3(x + y)
+        return feed_forward(self, self.norm2(x), self.norm3)
 
 
 class TransformerDecoder(Module):

@@ -11,7 +11,7 @@ from seqlib.events import EventDispatcher
 from seqlib.nn.containers import ModuleList
 from seqlib.nn.module import Module
 from seqlib.recurrent import fast_step
-from seqlib.transformers import add_feed_forward
+from seqlib.transformers import add_feed_forward, feed_forward
 
 
 class RecurrentTransformerEncoderLayer(Module):
@@ -33,10 +33,7 @@ class RecurrentTransformerEncoderLayer(Module):
             return fast_step.encoder_layer_step(self, x, state)
         attended, state = self.attention(x, x, x, state)
         x = x + self.dropout(attended)
-        y = x = self.norm1(x)
-        y = self.dropout(self.activation(self.linear1(y)))
-        y = self.dropout(self.linear2(y))
-        return self.norm2(x + y), state
+        return feed_forward(self, self.norm1(x), self.norm2), state
 
 
 class RecurrentTransformerEncoder(Module):
@@ -87,10 +84,8 @@ class RecurrentTransformerDecoderLayer(Module):
         x = self.norm1(x + self.dropout(attended))
         attended, cross_state = self.cross_attention(x, memory, memory, memory_length_mask,
                                                      cross_state)
-        y = x = self.norm2(x + self.dropout(attended))
-        y = self.dropout(self.activation(self.linear1(y)))
-        y = self.dropout(self.linear2(y))
-        return self.norm3(x + y), [self_state, cross_state]
+        x = self.norm2(x + self.dropout(attended))
+        return feed_forward(self, x, self.norm3), [self_state, cross_state]
 
 
 class RecurrentTransformerDecoder(Module):
