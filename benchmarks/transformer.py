@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine, median_ms, set_threads, write  # noqa: E402
+from _common import alternate, machine, median_ms, set_threads, write  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -31,6 +31,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    import numpy
+
     import seqlib as sl
     from seqlib.builders import RecurrentEncoderBuilder, TransformerEncoderBuilder
     from seqlib.masking import TriangularCausalMask
@@ -62,12 +64,26 @@ def main(argv=None) -> dict:
 
     def recurrent_step():
         with sl.no_grad():
-            recurrent(token, state)
+            for _ in range(10):
+                recurrent(token, state)
 
+    # The floor of a batch-1 step: reading every weight matrix once (one GEMV each, as the
+    # step does). The weights (12.6 MB at the defaults) live in L3 at best, so this is a
+    # memory-bandwidth bound that no amount of Python fusing removes.
+    weights = [m.weight._array for m in recurrent.modules() if type(m).__name__ == "Linear"]
+    vectors = {w.shape[1]: numpy.ones((1, w.shape[1]), w.dtype) for w in weights}
+
+    def weight_gemvs():
+        for _ in range(10):
+            for w in weights:
+                vectors[w.shape[1]] @ w.T
+
+    step = alternate({"step": recurrent_step, "floor": weight_gemvs}, 10 * args.repeat, 3)
     results = {
         "forward ms": median_ms(forward, args.repeat),
         "forward+backward ms": median_ms(train_step, args.repeat),
-        "recurrent step ms (batch 1)": median_ms(recurrent_step, 50 * args.repeat, warmup=10),
+        "recurrent step ms (batch 1)": step["step"] / 10,
+        "weight GEMV floor ms (batch 1)": step["floor"] / 10,
     }
     tokens = args.batch * args.length
     results["training tokens/s"] = tokens / (results["forward+backward ms"] / 1e3)

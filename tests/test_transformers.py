@@ -205,29 +205,98 @@ def test_encoder_forward_shapes_and_length_masks():
                                   rtol=1e-5, atol=1e-5)
 
 
+def _module_path_step(model, x, state):
+    """One step through the modules (grad enabled, so nothing fuses), detached."""
+    y, state = model(x, state)
+    return y.detach(), _detach_state(state)
+
+
+def _detach_state(state):
+    if isinstance(state, sl.Tensor):
+        return state.detach()
+    return [_detach_state(s) for s in state]
+
+
+def _assert_states_close(a, b, tolerance):
+    if isinstance(a, sl.Tensor):
+        numpy.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tolerance, atol=tolerance)
+        return
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        _assert_states_close(x, y, tolerance)
+
+
 @pytest.mark.parametrize("attention_type", ["causal-linear", "full"])
 @pytest.mark.parametrize("dtype, tolerance", [(sl.float32, 1e-5), (sl.float64, 1e-12)])
-def test_fused_inference_step_equals_the_module_path(attention_type, dtype, tolerance):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_fused_inference_step_equals_the_module_path(attention_type, dtype, tolerance, batch):
     from seqlib.recurrent import fast_step
 
     recurrent = build(RecurrentEncoderBuilder, dtype, attention_type=attention_type)
-    x = sl.randn(2, 6, 8, dtype=dtype)
-    fused_state = module_state = None
+    layer = recurrent.layers[0]
+    x = sl.randn(batch, 6, 8, dtype=dtype)
+    fused_state = module_state = fused_layer_state = module_layer_state = None
     for i in range(6):
         with sl.no_grad():
-            assert fast_step.can_fuse(recurrent.layers[0])
+            assert fast_step.encoder_plan(recurrent) is not None
+            assert fast_step.can_fuse(layer)
             kept = fused_state
-            kept_copy = None if kept is None else [[t.clone() for t in s] for s in kept]
+            kept_copy = None if kept is None else _detach_state([[t.clone() for t in s]
+                                                                 for s in kept])
             fused, fused_state = recurrent(x[:, i], fused_state)
+            fused_layer, fused_layer_state = layer(x[:, i], fused_layer_state)
             if kept is not None:  # the step made new state arrays; the old ones are intact
-                assert all(a.equal(b) for s, c in zip(kept, kept_copy) for a, b in zip(s, c))
-        slow, module_state = recurrent(x[:, i], module_state)  # grad enabled: module path
-        numpy.testing.assert_allclose(fused.numpy(), slow.detach().numpy(), rtol=tolerance,
+                _assert_states_close(kept, kept_copy, 0)
+        slow, module_state = _module_path_step(recurrent, x[:, i], module_state)
+        slow_layer, module_layer_state = _module_path_step(layer, x[:, i], module_layer_state)
+        numpy.testing.assert_allclose(fused.numpy(), slow.numpy(), rtol=tolerance, atol=tolerance)
+        _assert_states_close(fused_state, module_state, tolerance)
+        numpy.testing.assert_allclose(fused_layer.numpy(), slow_layer.numpy(), rtol=tolerance,
                                       atol=tolerance)
-    handle = recurrent.layers[0].register_forward_hook(lambda *args: None)
+        _assert_states_close(fused_layer_state, module_layer_state, tolerance)
+
+
+def test_fused_step_notices_hooks_modes_listeners_and_changed_weights():
+    from seqlib.recurrent import fast_step
+
+    recurrent = build(RecurrentEncoderBuilder, sl.float64, attention_type="causal-linear")
+    x = sl.randn(1, 8, dtype=sl.float64)
     with sl.no_grad():
-        assert not fast_step.can_fuse(recurrent.layers[0])
-    handle.remove()
-    recurrent.train()
+        assert fast_step.encoder_plan(recurrent) is not None
+        handle = recurrent.layers[1].linear2.register_forward_hook(lambda *args: None)
+        assert fast_step.encoder_plan(recurrent) is None  # a hook deep inside
+        assert not fast_step.can_fuse(recurrent.layers[1])
+        handle.remove()
+        assert fast_step.encoder_plan(recurrent) is not None
+        recurrent.train()
+        assert fast_step.encoder_plan(recurrent) is None
+        recurrent.eval()
+        dispatcher = recurrent.layers[0].event_dispatcher
+        dispatcher.listen(lambda event: True, print)
+        assert fast_step.encoder_plan(recurrent) is None
+        dispatcher.clear()
+        assert fast_step.encoder_plan(recurrent) is not None
+        feature_map = recurrent.layers[0].attention.inner_attention.feature_map
+        known = feature_map.activation_function
+        feature_map.activation_function = abs
+        assert fast_step.encoder_plan(recurrent) is None  # a feature map it does not know
+        feature_map.activation_function = known
+        assert fast_step.encoder_plan(recurrent) is not None
+        before, _ = recurrent(x)
+        recurrent.layers[1].linear1.weight.data.mul_(3)  # in place, no version bump
+        after, _ = recurrent(x)
+    reference, _ = _module_path_step(recurrent, x, None)
+    assert not numpy.allclose(before.numpy(), after.numpy())
+    numpy.testing.assert_allclose(after.numpy(), reference.numpy(), rtol=1e-12)
+
+
+def test_fused_step_leaves_bad_input_to_the_modules_errors():
+    recurrent = build(RecurrentEncoderBuilder, sl.float32, attention_type="causal-linear")
     with sl.no_grad():
-        assert not fast_step.can_fuse(recurrent.layers[0])
+        _, state = recurrent(sl.randn(2, 8))
+        with pytest.raises(ValueError, match="batch size changed"):
+            recurrent(sl.randn(3, 8), state)
+        with pytest.raises(ValueError, match="one per layer"):
+            recurrent(sl.randn(2, 8), state[:1])
+        with pytest.raises((TypeError, RuntimeError, ValueError), match="float64|dtype|Float"):
+            recurrent(sl.randn(2, 8, dtype=sl.float64), state)

@@ -10,6 +10,16 @@ from seqlib.nn.parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+# Bumped whenever any module gains, loses or replaces a submodule, parameter, buffer, attribute
+# or hook, or changes train/eval mode: caches derived from a model's structure (the fused
+# generation step) compare it instead of walking the model on every call.
+_structure = [0]
+
+
+def structure_version() -> int:
+    """A counter that changes whenever the structure of any Module may have changed."""
+    return _structure[0]
+
 
 class RemovableHandle:
     """Returned by hook registration; ``remove()`` unregisters the hook."""
@@ -20,6 +30,7 @@ class RemovableHandle:
     def remove(self) -> None:
         """Unregister the hook (again is harmless)."""
         self._hooks.pop(self._key, None)
+        _structure[0] += 1
 
 
 class Module:
@@ -58,6 +69,7 @@ class Module:
             )
 
     def __setattr__(self, name: str, value) -> None:
+        _structure[0] += 1
         if isinstance(value, Parameter):
             self._check_init(name)
             self._forget(name)
@@ -91,6 +103,7 @@ class Module:
             object.__setattr__(self, name, value)
 
     def _forget(self, name: str) -> None:
+        _structure[0] += 1
         self.__dict__.pop(name, None)
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
@@ -104,6 +117,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        _structure[0] += 1
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
@@ -285,6 +299,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
+        _structure[0] += 1
         return self
 
     def eval(self) -> Module:
@@ -372,12 +387,14 @@ class Module:
         """``hook(module, args, output)`` runs after forward; a non-None return replaces output."""
         key = id(hook) ^ len(self._forward_hooks) << 32
         self._forward_hooks[key] = hook
+        _structure[0] += 1
         return RemovableHandle(self._forward_hooks, key)
 
     def register_forward_pre_hook(self, hook) -> RemovableHandle:
         """``hook(module, args)`` runs before forward; a non-None return replaces args."""
         key = id(hook) ^ len(self._forward_pre_hooks) << 32
         self._forward_pre_hooks[key] = hook
+        _structure[0] += 1
         return RemovableHandle(self._forward_pre_hooks, key)
 
     # ---- printing ----------------------------------------------------------------------

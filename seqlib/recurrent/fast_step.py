@@ -1,9 +1,15 @@
-"""A fused inference step of a recurrent encoder layer on raw arrays.
+"""A fused inference step of recurrent encoder layers and stacks on raw arrays.
 
 Generation calls the recurrent twin once per token at tiny batch sizes, where every seqlib
 op costs far more in Python than in arithmetic. When nothing can observe the difference (no
-grad, eval mode, no hooks, no event listeners, a feature map it knows) a layer runs here in
-about thirty NumPy calls, with the Q/K/V projections as one GEMV. States are new arrays each
+grad, eval mode, no hooks, no event listeners, layers and a feature map it knows) a whole
+stack runs here: about 45 NumPy calls a layer, no Tensor, Module or autograd machinery.
+
+What makes a model fusable is decided once and cached as a *plan* (the Parameter objects and
+constants each layer needs) until ``seqlib.nn.module.structure_version()`` changes, i.e. until
+some module gains or loses a submodule, parameter, attribute or hook, or changes train/eval
+mode. The plan keeps Parameters, not copies of their arrays, so a weight changed in place
+(an optimizer step, ``p.data.mul_(2)``) is seen at the next step. States are new arrays each
 step: a state a caller kept (for beam search, say) is never modified.
 """
 
@@ -11,18 +17,59 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from core.autograd.grad_mode import is_grad_enabled
 from core.backend import get_array_module
 from core.tensor import Tensor
 from seqlib.feature_maps import ActivationFunctionFeatureMap, _elu_plus_one
-from seqlib.recurrent.attention import RecurrentFullAttention, RecurrentLinearAttention
+from seqlib.nn.layers import Dropout, LayerNorm, Linear
+from seqlib.nn.module import structure_version
+from seqlib.recurrent.attention import (
+    RecurrentAttentionLayer,
+    RecurrentFullAttention,
+    RecurrentLinearAttention,
+)
 
 
-def can_fuse(layer) -> bool:
-    """True when the fused step computes exactly what the modules would."""
-    if is_grad_enabled() or layer.training:
+class _LayerPlan:
+    """What one fused encoder layer reads each step."""
+
+    __slots__ = ("linear", "eps_or_temp", "heads", "q", "k", "v", "out", "norm1", "ff1",
+                 "relu", "activation", "ff2", "norm2", "param")
+
+    def __init__(self, layer):
+        attention = layer.attention
+        inner = attention.inner_attention
+        self.linear = type(inner) is RecurrentLinearAttention
+        self.eps_or_temp = inner.eps if self.linear else inner.softmax_temp
+        self.heads = attention.n_heads
+        self.q, self.k, self.v, self.out = (_linear(getattr(attention, name)) for name in (
+            "query_projection", "key_projection", "value_projection", "out_projection"))
+        self.norm1, self.norm2 = _norm(layer.norm1), _norm(layer.norm2)
+        self.ff1, self.ff2 = _linear(layer.linear1), _linear(layer.linear2)
+        self.relu = layer.activation.__name__ == "relu"
+        self.activation = layer.activation
+        self.param = layer.linear1.weight  # for the dtype check
+
+
+def _linear(module):
+    return module.weight, module.bias
+
+
+def _norm(module):
+    return module.weight, module.bias, module.eps, module.normalized_shape[0]
+
+
+def _fusable_layer(layer) -> bool:
+    from seqlib.recurrent.transformers import RecurrentTransformerEncoderLayer
+
+    if type(layer) is not RecurrentTransformerEncoderLayer:
         return False
-    inner = layer.attention.inner_attention
+    attention = layer.attention
+    if type(attention) is not RecurrentAttentionLayer:
+        return False
+    inner = attention.inner_attention
     if type(inner) is RecurrentLinearAttention:
         feature_map = inner.feature_map
         if not (type(feature_map) is ActivationFunctionFeatureMap
@@ -30,109 +77,200 @@ def can_fuse(layer) -> bool:
             return False
     elif type(inner) is not RecurrentFullAttention:
         return False
-    for module, dispatcher in _watched(layer):
-        if module._forward_hooks or module._forward_pre_hooks:
+    linears = (attention.query_projection, attention.key_projection, attention.value_projection,
+               attention.out_projection, layer.linear1, layer.linear2)
+    if any(type(m) is not Linear for m in linears):
+        return False
+    if any(type(m) is not LayerNorm or len(m.normalized_shape) != 1
+           for m in (layer.norm1, layer.norm2)):
+        return False
+    return type(layer.dropout) is Dropout
+
+
+def _observed(modules) -> bool:
+    return any(m.training or m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _dispatchers(modules) -> tuple:
+    found = {id(d): d for m in modules if (d := m.__dict__.get("event_dispatcher")) is not None}
+    return tuple(found.values())
+
+
+def _cached_plan(module, build):
+    """``build(module)`` (a plan or None), rebuilt only when the module structure changed."""
+    version = structure_version()
+    cached = module.__dict__.get("_fused_plan")
+    if cached is None or cached[0] != version:
+        cached = (version, build(module))
+        module.__dict__["_fused_plan"] = cached  # not through __setattr__: no version bump
+    return cached[1]
+
+
+def _build_layer_plan(layer):
+    modules = list(layer.modules())
+    if not _fusable_layer(layer) or _observed(modules):
+        return None
+    return [_LayerPlan(layer)], None, _dispatchers(modules)
+
+
+def _build_encoder_plan(encoder):
+    modules = list(encoder.modules())
+    if _observed(modules) or not all(_fusable_layer(layer) for layer in encoder.layers):
+        return None
+    norm = encoder.norm
+    if norm is not None and (type(norm) is not LayerNorm or len(norm.normalized_shape) != 1):
+        return None
+    layers = [_LayerPlan(layer) for layer in encoder.layers]
+    return layers, None if norm is None else _norm(norm), _dispatchers(modules)
+
+
+def layer_plan(layer):
+    """The fused plan of a RecurrentTransformerEncoderLayer, or None where it must not fuse."""
+    return _usable(_cached_plan(layer, _build_layer_plan))
+
+
+def encoder_plan(encoder):
+    """The fused plan of a whole RecurrentTransformerEncoder, or None."""
+    return _usable(_cached_plan(encoder, _build_encoder_plan))
+
+
+def _usable(plan):
+    if plan is None or is_grad_enabled() or any(d._listeners for d in plan[2]):
+        return None
+    return plan
+
+
+def can_fuse(layer) -> bool:
+    """True when the fused step computes exactly what the layer's modules would."""
+    return layer_plan(layer) is not None
+
+
+def run(plan, x: Tensor, state):
+    """Apply a plan to ``x (N, d_model)``; returns ``(y, state)`` as the modules do, or None
+    when the inputs are unusual (wrong dtype or rank, a state of another shape): the module
+    path then runs and raises its own, clearer error."""
+    layers, final_norm, _ = plan
+    a = x._array
+    if a.ndim != 2 or a.dtype != layers[0].param._array.dtype:
+        return None
+    if state is not None and not _state_fits(layers, state, a.shape[0]):
+        return None
+    xp = get_array_module(a)
+    new_state = []
+    for i, layer in enumerate(layers):
+        a, layer_state = _layer_step(layer, a, None if state is None else state[i], xp)
+        new_state.append([Tensor._make(s) for s in layer_state])
+    if final_norm is not None:
+        a = _layer_norm(a if len(layers) else a.copy(), final_norm, xp)
+    return Tensor._make(a), new_state
+
+
+def _state_fits(layers, state, N) -> bool:
+    if len(state) != len(layers):
+        return False
+    for layer, entry in zip(layers, state):
+        if entry is None:
+            continue
+        if len(entry) != 2 or not all(isinstance(t, Tensor) for t in entry):
             return False
-        if dispatcher is not None and dispatcher.listening:
+        H = layer.heads
+        D, M = layer.q[0].shape[0] // H, layer.v[0].shape[0] // H
+        if layer.linear:
+            expected = ((N, H, D, M), (N, H, D))
+            if (entry[0].shape, entry[1].shape) != expected:
+                return False
+        elif (entry[0].shape[:2] + entry[0].shape[3:], entry[1].shape[:2] + entry[1].shape[3:]
+              ) != ((N, H, D), (N, H, M)) or entry[0].shape[2] != entry[1].shape[2]:
             return False
     return True
 
 
-def _watched(layer) -> list:
-    """The layer's submodules and their event dispatchers, cached until a submodule changes."""
-    children = tuple(id(m) for m in layer._modules.values())
-    cached = layer.__dict__.get("_watched")
-    if cached is None or cached[0] != children:
-        modules = [(m, m.__dict__.get("event_dispatcher")) for m in layer.modules()]
-        cached = (children, modules)
-        layer.__dict__["_watched"] = cached
-    return cached[1]
+def _layer_step(plan: _LayerPlan, a, state, xp):
+    N, H = a.shape[0], plan.heads
+    q, k, v = _affine(a, plan.q), _affine(a, plan.k), _affine(a, plan.v)
+    if plan.linear:
+        out, new_state = _linear_attention(q.reshape(N, H, -1), k.reshape(N, H, -1),
+                                           v.reshape(N, H, -1), state, plan.eps_or_temp, xp)
+    else:
+        out, new_state = _full_attention(q.reshape(N, H, -1), k.reshape(N, H, -1),
+                                         v.reshape(N, H, -1), state, plan.eps_or_temp, xp)
+    h = _affine(out.reshape(N, -1), plan.out)
+    h += a
+    h = _layer_norm(h, plan.norm1, xp)
+    hidden = _affine(h, plan.ff1)
+    if plan.relu:
+        xp.maximum(hidden, 0, out=hidden)
+    else:
+        hidden = plan.activation(Tensor._make(hidden))._array
+    y = _affine(hidden, plan.ff2)
+    y += h
+    return _layer_norm(y, plan.norm2, xp), new_state
 
 
-def _fused_projection(attention):
-    """The Q/K/V weights and biases stacked, cached until a parameter changes."""
-    parts = (attention.query_projection, attention.key_projection, attention.value_projection)
-    key = tuple((id(p._array), p._version[0]) for m in parts for p in (m.weight, m.bias))
-    cached = attention.__dict__.get("_fused_qkv")
-    if cached is None or cached[0] != key:
-        xp = get_array_module(parts[0].weight._array)
-        weight = xp.concatenate([m.weight._array for m in parts]).T.copy()
-        bias = xp.concatenate([m.bias._array for m in parts])
-        cached = (key, weight, bias)
-        attention.__dict__["_fused_qkv"] = cached
-    return cached[1], cached[2]
-
-
-def _linear(x, linear):
-    out = x @ linear.weight._array.T
-    if linear.bias is not None:
-        out += linear.bias._array
+def _affine(a, weight_bias):
+    weight, bias = weight_bias
+    out = a @ weight._array.T
+    if bias is not None:
+        out += bias._array
     return out
 
 
-def _layer_norm(x, norm, xp):
-    mean = x.sum(-1, keepdims=True) * (1.0 / x.shape[-1])
-    centered = x - mean
-    variance = (centered * centered).sum(-1, keepdims=True) * (1.0 / x.shape[-1])
-    out = centered / xp.sqrt(variance + norm.eps)
-    if norm.weight is not None:
-        out *= norm.weight._array
-    if norm.bias is not None:
-        out += norm.bias._array
-    return out
+def _layer_norm(h, norm, xp):
+    """LayerNorm over the last dim, in place on ``h`` (a fresh array)."""
+    weight, bias, eps, size = norm
+    if h.shape[0] == 1 and xp is numpy:  # one row: the statistics as Python floats
+        h -= float(h.sum()) / size
+        h *= 1.0 / math.sqrt(float(xp.vdot(h, h)) / size + eps)
+    else:
+        mean = xp.add.reduce(h, axis=-1, keepdims=True)
+        mean *= 1.0 / size
+        h -= mean
+        variance = xp.add.reduce(h * h, axis=-1, keepdims=True)
+        variance *= 1.0 / size
+        variance += eps
+        xp.sqrt(variance, out=variance)
+        h /= variance
+    if weight is not None:
+        h *= weight._array
+    if bias is not None:
+        h += bias._array
+    return h
 
 
-def _elu1(x, xp):
-    return xp.where(x > 0, x + 1, xp.exp(xp.minimum(x, 0)))
+def _elu1_in_place(x, xp):
+    """elu(x) + 1 in place: max(x, 0) + exp(min(x, 0))."""
+    low = xp.minimum(x, 0)
+    xp.exp(low, out=low)
+    xp.maximum(x, 0, out=x)
+    x += low
+    return x
 
 
-def _attend(inner, q, k, v, state, xp):
-    """One step of the inner attention on (N, H, *) arrays; returns (out, state arrays)."""
-    if type(inner) is RecurrentLinearAttention:
-        Q, K = _elu1(q, xp), _elu1(k, xp)
-        update = K[..., :, None] * v[..., None, :]
-        if state is None:
-            S, Z = update, K
-        else:
-            S, Z = state[0]._array + update, state[1]._array + K
-        out = (Q[:, :, None] @ S)[:, :, 0] / ((Q * Z).sum(-1, keepdims=True) + inner.eps)
-        return out, (S, Z)
-    temperature = inner.softmax_temp or 1.0 / math.sqrt(q.shape[-1])
+def _linear_attention(q, k, v, state, eps, xp):
+    Q, K = _elu1_in_place(q, xp), _elu1_in_place(k, xp)
+    S = K[..., :, None] * v[..., None, :]  # (N, H, D, M)
+    if state is None:
+        Z = K
+    else:
+        S += state[0]._array
+        Z = K + state[1]._array
+    numerator = Q[:, :, None] @ S  # (N, H, 1, M)
+    denominator = Q[:, :, None] @ Z[..., None]  # (N, H, 1, 1)
+    denominator += eps
+    numerator /= denominator
+    return numerator, (S, Z)
+
+
+def _full_attention(q, k, v, state, softmax_temp, xp):
+    temperature = softmax_temp or 1.0 / math.sqrt(q.shape[-1])
     if state is None:
         keys, values = k[:, :, None], v[:, :, None]
     else:
         keys = xp.concatenate([state[0]._array, k[:, :, None]], axis=2)
         values = xp.concatenate([state[1]._array, v[:, :, None]], axis=2)
-    scores = (keys @ (q * temperature)[..., None])[..., 0]
-    weights = xp.exp(scores - scores.max(-1, keepdims=True))
+    q *= temperature
+    scores = (keys @ q[..., None])[..., 0]  # (N, H, S)
+    scores -= scores.max(-1, keepdims=True)
+    weights = xp.exp(scores, out=scores)
     weights /= weights.sum(-1, keepdims=True)
     return (weights[:, :, None] @ values)[:, :, 0], (keys, values)
-
-
-def encoder_layer_step(layer, x: Tensor, state):
-    """``RecurrentTransformerEncoderLayer.forward`` for ``can_fuse(layer)`` layers."""
-    a = x._array
-    xp = get_array_module(a)
-    attention = layer.attention
-    N, H = a.shape[0], attention.n_heads
-    weight, bias = _fused_projection(attention)
-    qkv = a @ weight
-    qkv += bias
-    d_keys = attention.query_projection.weight.shape[0]
-    q = qkv[:, :d_keys].reshape(N, H, -1)
-    k = qkv[:, d_keys : 2 * d_keys].reshape(N, H, -1)
-    v = qkv[:, 2 * d_keys :].reshape(N, H, -1)
-    if state is not None and state[0].shape[0] != N:
-        raise ValueError(
-            f"the batch size changed during iteration: state has {state[0].shape[0]} rows, "
-            f"the input {N}"
-        )
-    out, new_state = _attend(attention.inner_attention, q, k, v, state, xp)
-    h = _layer_norm(a + _linear(out.reshape(N, -1), attention.out_projection), layer.norm1, xp)
-    hidden = _linear(h, layer.linear1)
-    if layer.activation.__name__ == "relu":
-        xp.maximum(hidden, 0, out=hidden)
-    else:
-        hidden = layer.activation(Tensor._make(hidden))._array
-    y = _layer_norm(h + _linear(hidden, layer.linear2), layer.norm2, xp)
-    return Tensor._make(y), [Tensor._make(s) for s in new_state]

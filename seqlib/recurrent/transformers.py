@@ -29,8 +29,11 @@ class RecurrentTransformerEncoderLayer(Module):
         add_feed_forward(self, d_model, d_ff, dropout, activation, 2, event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
-        if fast_step.can_fuse(self):
-            return fast_step.encoder_layer_step(self, x, state)
+        plan = fast_step.layer_plan(self)
+        if plan is not None:
+            fused = fast_step.run(plan, x, None if state is None else [state])
+            if fused is not None:
+                return fused[0], fused[1][0]
         attended, state = self.attention(x, x, x, state)
         x = x + self.dropout(attended)
         return feed_forward(self, self.norm1(x), self.norm2), state
@@ -46,6 +49,11 @@ class RecurrentTransformerEncoder(Module):
         self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
+        plan = fast_step.encoder_plan(self)
+        if plan is not None:
+            fused = fast_step.run(plan, x, state)
+            if fused is not None:
+                return fused
         state = _layer_states(state, len(self.layers))
         for i, layer in enumerate(self.layers):
             x, state[i] = layer(x, state[i])
