@@ -89,6 +89,27 @@ def test_kernel_matches_reference_and_finite_differences(reverse, L, N, H, data)
             assert abs((plus - minus) / (2 * eps) - gradient[index]) < 1e-6
 
 
+@pytest.mark.parametrize("chunk_steps", [1, 2, 3])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_backward_in_blocks_of_steps_equals_one_block(monkeypatch, chunk_steps, reverse):
+    import kernels.lstm
+
+    L, N, H = 7, 3, 2
+    rng = numpy.random.default_rng(chunk_steps)
+    x_proj = rng.standard_normal((L, N, 4 * H))
+    w_hh = rng.standard_normal((4 * H, H)) * 0.5
+    h0, c0 = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    lengths = numpy.array([7, 4, 0])
+    *outputs, cache = kernels.lstm_forward(x_proj, w_hh, h0, c0, lengths, reverse)
+    grads = [rng.standard_normal(a.shape) for a in outputs]
+    whole = kernels.lstm_backward(*grads, cache)
+    step_bytes = N * 4 * H * x_proj.itemsize
+    monkeypatch.setattr(kernels.lstm, "_CHUNK_BYTES", chunk_steps * step_bytes)
+    blocks = kernels.lstm_backward(*grads, cache)
+    for got, want in zip(blocks, whole):
+        numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+
+
 def test_kernel_float32_stays_float32():
     x_proj = numpy.zeros((3, 2, 8), numpy.float32)
     out, h, c, cache = kernels.lstm_forward(x_proj, numpy.zeros((8, 2), numpy.float32),
