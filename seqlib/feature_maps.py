@@ -8,6 +8,8 @@ import warnings
 import numpy
 
 import core.functional as F
+from core.autograd.function import Function
+from core.backend import get_array_module
 from core.creation import tensor, zeros
 from core.ops.shape import cat
 from core.random import rng
@@ -70,8 +72,34 @@ class ActivationFunctionFeatureMap(FeatureMap):
         return self.activation_function(x)
 
 
+class _EluPlusOne(Function):
+    """``elu(x) + 1`` as one Function: ``max(x, 0) + exp(min(x, 0))``, whose derivative is
+    ``min(out, 1)`` (1 where x > 0, ``exp(x) = out`` elsewhere). Four passes over the array
+    forward and two backward, against eleven for ``F.elu`` followed by ``+ 1``; linear
+    attention applies it to every query and key."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = get_array_module(x)
+        low = xp.minimum(x, 0)
+        xp.exp(low, out=low)
+        out = xp.maximum(x, 0)
+        out += low
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        slope = get_array_module(g).minimum(out, 1)
+        slope *= g
+        return slope
+
+
 def _elu_plus_one(x: Tensor) -> Tensor:
-    return F.elu(x) + 1
+    if not x.dtype.kind == "f":
+        return F.elu(x) + 1  # F.elu's own dtype check and error
+    return _EluPlusOne.apply(x)
 
 
 def elu_feature_map(query_dims: int) -> ActivationFunctionFeatureMap:

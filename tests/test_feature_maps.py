@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from helpers import away_from, check_op
+from hypothesis import given
+from hypothesis.extra.numpy import array_shapes
 
 import seqlib as sl
 from seqlib.feature_maps import (
@@ -108,3 +111,18 @@ def test_feature_maps_plug_into_linear_attention_builders():
     custom = ActivationFunctionFeatureMap.factory(lambda x: x.relu() + 1e-3)(4)
     assert custom(sl.tensor([-1.0, 2.0])).tolist() == pytest.approx([1e-3, 2.001])
     assert elu_feature_map(4)(sl.tensor([0.0])).tolist() == [1.0]
+
+
+@given(shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5))
+def test_elu_feature_map_is_elu_plus_one_with_its_gradient(shape):
+    from seqlib.feature_maps import _elu_plus_one
+
+    values = numpy.random.default_rng(len(shape)).standard_normal(shape) * 3
+    check_op(_elu_plus_one, lambda x: numpy.where(x > 0, x + 1, numpy.exp(x)),
+             away_from(values))
+    single = sl.tensor(values.astype(numpy.float32))
+    out = _elu_plus_one(single)
+    assert out.dtype == sl.float32
+    numpy.testing.assert_allclose(out.numpy(), (sl.nn.functional.elu(single) + 1).numpy(),
+                                  rtol=1e-6, atol=1e-7)
+    assert out.numpy().min() > 0  # a valid feature map: positive features
