@@ -110,20 +110,30 @@ def test_dropout_gradcheck_with_fixed_mask():
 def test_layer_norm(shape, data):
     k = data.draw(st.integers(1, len(shape)))
     normalized = shape[len(shape) - k:]
-    affine = data.draw(st.booleans())
+    with_weight, with_bias = data.draw(st.booleans()), data.draw(st.booleans())
     x, w, b = values(shape), values(normalized, 1), values(normalized, 2)
     axes = tuple(range(len(shape) - k, len(shape)))
 
-    def reference(x, w=None, b=None):
+    def reference(x, *affine):
         mean = x.mean(axes, keepdims=True)
         var = x.var(axes, keepdims=True)
         y = (x - mean) / numpy.sqrt(var + 1e-5)
-        return y * w + b if w is not None else y
+        parts = iter(affine)
+        if with_weight:
+            y = y * next(parts)
+        return y + next(parts) if with_bias else y
 
-    if affine:
-        check_op(lambda x, w, b: F.layer_norm(x, normalized, w, b), reference, x, w, b)
-    else:
-        check_op(lambda x: F.layer_norm(x, normalized), reference, x)
+    def layer_norm(x, *affine):
+        parts = iter(affine)
+        weight = next(parts) if with_weight else None
+        return F.layer_norm(x, normalized, weight, next(parts) if with_bias else None)
+
+    arrays = [x] + ([w] if with_weight else []) + ([b] if with_bias else [])
+    check_op(layer_norm, reference, *arrays)
+    single = F.layer_norm(sl.tensor(x.astype(numpy.float32)), normalized)
+    assert single.dtype == sl.float32
+    plain = (x - x.mean(axes, keepdims=True)) / numpy.sqrt(x.var(axes, keepdims=True) + 1e-5)
+    numpy.testing.assert_allclose(single.numpy(), plain, rtol=1e-4, atol=1e-4)
 
 
 def test_layer_norm_errors():
