@@ -175,38 +175,50 @@ def _threads() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
-def _slices(xp, B: int) -> list:
-    """How the batch*heads axis is split across the thread pool (deterministic in B)."""
+def _slices(xp, N: int, H: int) -> list:
+    """How the work is split across the thread pool: ``(batch slice, head slice)`` pairs,
+    deterministic in ``(N, H)``. Heads when there are enough, else batch rows."""
+    everything = [(slice(None), slice(None))]
     workers = _threads() if xp.__name__ == "numpy" else 1
-    if workers < 2 or B < 2:
-        return [slice(0, B)]
-    bounds = [B * i // workers for i in range(workers + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    if workers < 2 or N * H < 2:
+        return everything
+    axis, size = (1, H) if H >= min(workers, N) else (0, N)
+    bounds = [size * i // min(workers, size) for i in range(min(workers, size) + 1)]
+    parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return [(p, slice(None)) if axis == 0 else (slice(None), p) for p in parts]
 
 
-def _run_blocks(function, arrays: list, optional: list, slices: list, extras=None):
-    """Run ``function`` on slices of the batch*heads axis in a thread pool (NumPy releases the
-    GIL inside matmul, so the cores share the many small GEMMs). Returns one result tuple per
-    slice; ``extras`` gives one more argument per slice."""
+def _rows(array):
+    """``(n, h, *rest)`` -> ``(n * h, *rest)``: a copy when ``array`` is a permuted view (the
+    attention layer's (N, L, H, D) seen as (N, H, L, D)), made by the worker that uses it."""
+    return None if array is None else array.reshape(-1, *array.shape[2:])
+
+
+def _run_blocks(function, arrays: list, optional: list, slices: list, outputs: list,
+                extras=None) -> list:
+    """Run ``function`` on ``(n*h, ...)`` row blocks of the ``(N, H, ...)`` ``arrays`` (and
+    ``optional`` ones, which may be None) in a thread pool: NumPy releases the GIL inside
+    matmul and copies, so the cores share the many small GEMMs and the layout copies. The
+    first ``len(outputs)`` results of each block are written into the ``(N, H, ...)``
+    ``outputs`` in the worker; the remaining results come back, one tuple per slice.
+    ``extras`` gives one more argument per slice."""
     global _pool
     extras = [None] * len(slices) if extras is None else extras
 
-    def call(s, extra):
-        args = [a[s] for a in arrays] + [None if o is None else o[s] for o in optional]
-        return function(*args) if extra is None else function(*args, extra)
+    def call(where, extra):
+        args = [_rows(a[where]) for a in arrays] + [
+            None if o is None else _rows(o[where]) for o in optional]
+        results = function(*args) if extra is None else function(*args, extra)
+        for target, result in zip(outputs, results):
+            part = target[where]
+            part[...] = result.reshape(part.shape)
+        return results[len(outputs):]
 
     if len(slices) == 1:
         return [call(slices[0], extras[0])]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads(), thread_name_prefix="causal-product")
     return [f.result() for f in [_pool.submit(call, s, e) for s, e in zip(slices, extras)]]
-
-
-def _join(xp, parts: list, count: int) -> tuple:
-    """Concatenate the first ``count`` results of every slice along the batch axis."""
-    if len(parts) == 1:
-        return parts[0][:count]
-    return tuple(xp.concatenate([p[i] for p in parts], axis=0) for i in range(count))
 
 
 def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = False,
@@ -235,24 +247,21 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
         out = xp.zeros((N, H, 0, M), q.dtype)
         state = xp.zeros((N, H, D, M), q.dtype) if initial_state is None else initial_state
         return (out, state.copy()) if return_final_state else out
-    B = N * H
-    flat = [a.reshape(B, L, -1) for a in (q, k, v)]
-    start = None if initial_state is None else initial_state.reshape(B, D, M)
     saved = None
     if _use_scan(xp, q.dtype, L, D):
-        out, final = _scan(*flat, start, reverse=False)
+        out, final = _scan(*(_rows(a) for a in (q, k, v)), _rows(initial_state), reverse=False)
+        out, final = out.reshape(N, H, L, M), final.reshape(N, H, D, M)
     else:
         C = _chunk_size(L, chunk_size)
-        slices = _slices(xp, B)
+        slices = _slices(xp, N, H)
+        out, final = xp.empty((N, H, L, M), q.dtype), xp.empty((N, H, D, M), q.dtype)
         parts = _run_blocks(lambda q, k, v, s: _forward_block(q, k, v, s, C, keep_for_backward),
-                            flat, [start], slices)
-        out, final = _join(xp, parts, 2)
+                            [q, k, v], [initial_state], slices, [out, final])
         if keep_for_backward:
-            saved = (C, slices, [p[2] for p in parts])
-    out = xp.ascontiguousarray(out).reshape(N, H, L, M)
+            saved = (C, slices, [p[0] for p in parts])
     results = (out,)
     if return_final_state:
-        results += (final.reshape(N, H, D, M),)
+        results += (final,)
     if keep_for_backward:
         results += (saved,)
     return results if len(results) > 1 else out
@@ -297,26 +306,25 @@ def causal_dot_product_backward(q, k, v, grad_out, initial_state=None, grad_fina
             return zeros
         g = xp.zeros((N, H, D, M), q.dtype) if grad_final_state is None else grad_final_state
         return (*zeros, g.copy())
-    B = N * H
-    flat = [a.reshape(B, L, -1) for a in (q, k, v, grad_out.astype(q.dtype, copy=False))]
-    optional = [None if s is None else s.reshape(B, D, M) for s in (initial_state,
-                                                                   grad_final_state)]
+    grad_out = grad_out.astype(q.dtype, copy=False)
     if _use_scan(xp, q.dtype, L, D, M):
         # one kernel, three scans: grad_q forward in time, grad_k and grad_v backward
-        fq, fk, fv, fg = flat
-        start, grad_final = optional
+        fq, fk, fv, fg, start, grad_final = (_rows(a) for a in (
+            q, k, v, grad_out, initial_state, grad_final_state))
         dq, _ = _scan(fg, fv, fk, _transposed(start), reverse=False)
         dk, _ = _scan(fv, fg, fq, _transposed(grad_final), reverse=True)
         dv, d_state = _scan(fk, fq, fg, grad_final, reverse=True)
+        dq, dk, dv = (g.reshape(a.shape) for g, a in ((dq, q), (dk, k), (dv, v)))
+        d_state = d_state.reshape(N, H, D, M)
     else:
         if saved is not None:
             C, slices, states = saved
         else:
-            C, slices, states = _chunk_size(L, chunk_size), _slices(xp, B), None
-        parts = _run_blocks(
+            C, slices, states = _chunk_size(L, chunk_size), _slices(xp, N, H), None
+        dq, dk, dv = (xp.empty(a.shape, q.dtype) for a in (q, k, v))
+        d_state = xp.empty((N, H, D, M), q.dtype)
+        _run_blocks(
             lambda q, k, v, g, s, gs, *st: _backward_block(q, k, v, g, s, gs, C, *st),
-            flat, optional, slices, states)
-        dq, dk, dv, d_state = _join(xp, parts, 4)
-    grads = tuple(xp.ascontiguousarray(g).reshape(shape)
-                  for g, shape in ((dq, q.shape), (dk, k.shape), (dv, v.shape)))
-    return (*grads, d_state.reshape(N, H, D, M)) if with_state else grads
+            [q, k, v, grad_out], [initial_state, grad_final_state], slices,
+            [dq, dk, dv, d_state], states)
+    return (dq, dk, dv, d_state) if with_state else (dq, dk, dv)

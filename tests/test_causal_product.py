@@ -151,3 +151,26 @@ def test_backward_from_saved_states_equals_recomputing():
     recomputed = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8)
     for a, b in zip(reused, recomputed):
         numpy.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("N, H", [(1, 3), (3, 1), (2, 2), (1, 1)])
+def test_permuted_inputs_and_every_thread_split_match_naive(monkeypatch, N, H):
+    """The attention layer hands the kernel (N, L, H, D) arrays seen as (N, H, L, D); the
+    workers copy their own slices and write into shared outputs."""
+    monkeypatch.setattr(kernels.causal_product, "_threads", lambda: 3)
+    rng = numpy.random.default_rng(N * 10 + H)
+    L, D, M = 37, 4, 5  # L not a multiple of the chunk
+    q, k = (rng.standard_normal((N, L, H, D)).transpose(0, 2, 1, 3) for _ in range(2))
+    v, g = (rng.standard_normal((N, L, H, M)).transpose(0, 2, 1, 3) for _ in range(2))
+    state = rng.standard_normal((N, H, D, M))
+    out, final, saved = kernels.causal_dot_product(q, k, v, state, True, 8,
+                                                   keep_for_backward=True)
+    numpy.testing.assert_allclose(out, naive(q, k, v, state), rtol=1e-10, atol=1e-10)
+    numpy.testing.assert_allclose(final, naive_final(k, v, state), rtol=1e-10, atol=1e-10)
+    grads = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8, saved=saved)
+    contiguous = [numpy.ascontiguousarray(a) for a in (q, k, v, g)]
+    monkeypatch.setattr(kernels.causal_product, "_threads", lambda: 1)
+    expected = kernels.causal_dot_product_backward(*contiguous, state, None, 8)
+    for a, b in zip(grads, expected):
+        assert a.shape == b.shape and a.flags.c_contiguous
+        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
