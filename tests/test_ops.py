@@ -68,6 +68,17 @@ def test_erf_matches_math_erf_to_one_ulp():
     assert single.dtype == numpy.float32
     numpy.testing.assert_allclose(single, expected, rtol=0, atol=5e-7)
     assert numpy.isnan(erf_array(numpy.array([numpy.nan])))[0]
+    # float32 runs in blocks: several of them, a ragged last one, a strided 2-d input
+    fine = numpy.linspace(-7, 7, 3 * 65536 + 7)
+    wide = numpy.stack([fine, -fine], axis=1).astype(numpy.float32)[:, ::-1]
+    expected = numpy.array([math.erf(v) for v in fine])
+    got = erf_array(wide)
+    assert got.shape == wide.shape and got.dtype == numpy.float32
+    numpy.testing.assert_allclose(got[:, 1], expected, rtol=0, atol=5e-7)
+    numpy.testing.assert_allclose(got[:, 0], -expected, rtol=0, atol=5e-7)
+    special = erf_array(numpy.array([numpy.nan, numpy.inf, -numpy.inf, -0.0], numpy.float32))
+    assert numpy.isnan(special[0]) and special[1:].tolist() == [1.0, -1.0, 0.0]
+    assert erf_array(numpy.array([0.5], numpy.float16)).dtype == numpy.float16
 
 
 @pytest.mark.parametrize("name", ["floor", "ceil", "round", "trunc", "sign"])

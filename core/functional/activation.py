@@ -49,7 +49,9 @@ class GELU(Function):
         if approximate == "tanh":
             inner = (x + 0.044715 * x * x * x) * math.sqrt(2 / math.pi)
             return 0.5 * x * (1 + xp.tanh(inner))
-        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        cdf = erf(x * (1 / math.sqrt(2)))
+        cdf *= 0.5
+        cdf += 0.5
         ctx.cdf = cdf  # backward reuses it instead of evaluating erf again
         return x * cdf
 
@@ -62,8 +64,15 @@ class GELU(Function):
             t = xp.tanh((x + 0.044715 * x * x * x) * k)
             slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
             return g * slope, None
-        pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-        return g * (ctx.cdf + x * pdf), None
+        slope = xp.empty_like(x)  # d/dx x * cdf(x) = cdf + x * pdf, in place on one temporary
+        xp.multiply(x, x, out=slope)
+        slope *= -0.5
+        xp.exp(slope, out=slope)
+        slope *= x
+        slope *= 1 / math.sqrt(2 * math.pi)
+        slope += ctx.cdf
+        slope *= g
+        return slope, None
 
 
 class SiLU(Function):
