@@ -5,6 +5,7 @@ Everything here is re-exported by ``seqlib``; users write ``import seqlib as sl`
 
 import numpy as _numpy
 
+from core import allocator as _allocator
 from core import cuda, dtypes, functional, losses, masking  # noqa: F401
 from core.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from core.backend import Device
@@ -185,3 +186,5 @@ try:  # registers the einops backend when einops is installed
     from core import einops_backend  # noqa: F401
 except ImportError:  # pragma: no cover - einops is optional
     pass
+
+_allocator.tune()  # see core/allocator.py; SEQLIB_MALLOC_TUNING=0 opts out
