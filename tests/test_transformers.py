@@ -300,3 +300,17 @@ def test_fused_step_leaves_bad_input_to_the_modules_errors():
             recurrent(sl.randn(2, 8), state[:1])
         with pytest.raises((TypeError, RuntimeError, ValueError), match="float64|dtype|Float"):
             recurrent(sl.randn(2, 8, dtype=sl.float64), state)
+
+
+def test_fused_step_leaves_mismatched_state_dtypes_to_the_modules():
+    from seqlib.recurrent import fast_step
+
+    recurrent = build(RecurrentEncoderBuilder, sl.float32, attention_type="causal-linear")
+    x = sl.randn(2, 8)
+    with sl.no_grad():
+        _, state = recurrent(x)
+        wide = [[t.double() for t in s] for s in state]
+        assert fast_step.run(fast_step.encoder_plan(recurrent), x, wide) is None
+        assert fast_step.run(fast_step.encoder_plan(recurrent), x, state) is not None
+        with pytest.raises(RuntimeError, match="same dtype"):  # the modules' own error
+            recurrent(x, wide)

@@ -115,7 +115,8 @@ def _build_layer_plan(layer):
 
 def _build_encoder_plan(encoder):
     modules = list(encoder.modules())
-    if _observed(modules) or not all(_fusable_layer(layer) for layer in encoder.layers):
+    if (not len(encoder.layers) or _observed(modules)
+            or not all(_fusable_layer(layer) for layer in encoder.layers)):
         return None
     norm = encoder.norm
     if norm is not None and (type(norm) is not LayerNorm or len(norm.normalized_shape) != 1):
@@ -151,9 +152,10 @@ def run(plan, x: Tensor, state):
     path then runs and raises its own, clearer error."""
     layers, final_norm, _ = plan
     a = x._array
-    if a.ndim != 2 or a.dtype != layers[0].param._array.dtype:
+    weight = layers[0].param._array
+    if a.ndim != 2 or a.dtype != weight.dtype or type(a) is not type(weight):
         return None
-    if state is not None and not _state_fits(layers, state, a.shape[0]):
+    if state is not None and not _state_fits(layers, state, a):
         return None
     xp = get_array_module(a)
     new_state = []
@@ -161,17 +163,20 @@ def run(plan, x: Tensor, state):
         a, layer_state = _layer_step(layer, a, None if state is None else state[i], xp)
         new_state.append([Tensor._make(s) for s in layer_state])
     if final_norm is not None:
-        a = _layer_norm(a if len(layers) else a.copy(), final_norm, xp)
+        a = _layer_norm(a, final_norm, xp)
     return Tensor._make(a), new_state
 
 
-def _state_fits(layers, state, N) -> bool:
+def _state_fits(layers, state, a) -> bool:
+    """Whether ``state`` has the shapes, dtype and array type the modules would accept."""
+    N = a.shape[0]
     if len(state) != len(layers):
         return False
     for layer, entry in zip(layers, state):
         if entry is None:
             continue
-        if len(entry) != 2 or not all(isinstance(t, Tensor) for t in entry):
+        if len(entry) != 2 or not all(isinstance(t, Tensor) and type(t._array) is type(a)
+                                      and t._array.dtype == a.dtype for t in entry):
             return False
         H = layer.heads
         D, M = layer.q[0].shape[0] // H, layer.v[0].shape[0] // H
