@@ -7,6 +7,7 @@ import pytest
 
 import seqlib as sl
 import seqlib.nn.functional as F
+from seqlib.feature_maps import _elu_plus_one
 
 pytestmark = pytest.mark.gpu
 
@@ -45,6 +46,7 @@ def test_mixed_devices_are_a_clear_error():
     lambda a, b: F.cross_entropy(a, sl.tensor([0, 3, 1], device=a.device),
                                  label_smoothing=0.1),
     lambda a, b: F.embedding(sl.tensor([[0, 2], [2, 1]], device=a.device), b).sum(),
+    lambda a, b: (_elu_plus_one(a) * b).sum() + F.layer_norm(a, (4,), b[0], b[1]).pow(3).sum(),
 ])
 def test_forward_and_backward_match_the_cpu(fn):
     a_cpu, a_gpu = pair(3, 4, seed=1)
@@ -77,3 +79,28 @@ def test_erf_and_masks_on_gpu():
     mask = sl.masking.TriangularCausalMask(4, device="cuda")
     assert mask.bool_matrix.is_cuda and mask.lower_triangular
     assert mask.additive_matrix.is_cuda
+
+
+@pytest.mark.parametrize("attention_type", ["causal-linear", "full"])
+def test_fused_recurrent_steps_on_the_gpu_match_the_cpu(attention_type):
+    from seqlib.builders import RecurrentEncoderBuilder
+    from seqlib.recurrent import fast_step
+
+    sl.manual_seed(0)
+    model = RecurrentEncoderBuilder.from_kwargs(
+        attention_type=attention_type, n_layers=2, n_heads=2, query_dimensions=4,
+        value_dimensions=4, feed_forward_dimensions=16).get().eval()
+    on_gpu = RecurrentEncoderBuilder.from_kwargs(
+        attention_type=attention_type, n_layers=2, n_heads=2, query_dimensions=4,
+        value_dimensions=4, feed_forward_dimensions=16).get().eval()
+    on_gpu.load_state_dict(model.state_dict())
+    on_gpu.cuda()
+    x = sl.randn(3, 5, 8)
+    cpu_state = gpu_state = None
+    with sl.no_grad():
+        assert fast_step.encoder_plan(on_gpu) is not None
+        for i in range(5):
+            y_cpu, cpu_state = model(x[:, i], cpu_state)
+            y_gpu, gpu_state = on_gpu(x[:, i].cuda(), gpu_state)
+            assert y_gpu.is_cuda and all(t.is_cuda for s in gpu_state for t in s)
+            close(y_gpu, y_cpu)

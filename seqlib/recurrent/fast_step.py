@@ -227,10 +227,10 @@ def _layer_norm(h, norm, xp):
         h -= float(h.sum()) / size
         h *= 1.0 / math.sqrt(float(xp.vdot(h, h)) / size + eps)
     else:
-        mean = xp.add.reduce(h, axis=-1, keepdims=True)
+        mean = h.sum(axis=-1, keepdims=True)
         mean *= 1.0 / size
         h -= mean
-        variance = xp.add.reduce(h * h, axis=-1, keepdims=True)
+        variance = (h * h).sum(axis=-1, keepdims=True)
         variance *= 1.0 / size
         variance += eps
         xp.sqrt(variance, out=variance)
