@@ -33,12 +33,8 @@ _SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.5367295860
 
 
 def _poly(coefficients, z):
-    """Horner's rule in place: no temporaries per coefficient."""
-    result = numpy.full_like(z, coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        result *= z
-        result += c
-    return result
+    """The polynomial with ``coefficients`` (lowest first) at ``z``, as a new array."""
+    return _horner_into(numpy.empty_like(z), coefficients, z)
 
 
 def _horner_into(out, coefficients, z):

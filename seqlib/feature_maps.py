@@ -72,19 +72,26 @@ class ActivationFunctionFeatureMap(FeatureMap):
         return self.activation_function(x)
 
 
+def elu_plus_one_into(x, out):
+    """``out[:] = elu(x) + 1 = max(x, 0) + exp(min(x, 0))`` on NumPy/CuPy arrays; ``out`` may
+    be ``x`` itself. Returns ``out``."""
+    xp = get_array_module(x)
+    low = xp.minimum(x, 0)
+    xp.exp(low, out=low)
+    xp.maximum(x, 0, out=out)
+    out += low
+    return out
+
+
 class _EluPlusOne(Function):
-    """``elu(x) + 1`` as one Function: ``max(x, 0) + exp(min(x, 0))``, whose derivative is
-    ``min(out, 1)`` (1 where x > 0, ``exp(x) = out`` elsewhere). Four passes over the array
-    forward and two backward, against eleven for ``F.elu`` followed by ``+ 1``; linear
-    attention applies it to every query and key."""
+    """``elu(x) + 1`` as one Function, whose derivative is ``min(out, 1)`` (1 where x > 0,
+    ``exp(x) = out`` elsewhere). Four passes over the array forward and two backward, against
+    eleven for ``F.elu`` followed by ``+ 1``; linear attention applies it to every query and
+    key."""
 
     @staticmethod
     def forward(ctx, x):
-        xp = get_array_module(x)
-        low = xp.minimum(x, 0)
-        xp.exp(low, out=low)
-        out = xp.maximum(x, 0)
-        out += low
+        out = elu_plus_one_into(x, get_array_module(x).empty_like(x))
         ctx.save_for_backward(out)
         return out
 

@@ -16,6 +16,7 @@ from seqlib.feature_maps import (
     RandomFourierFeatures,
     SmoothedRandomFourierFeatures,
     elu_feature_map,
+    elu_plus_one_into,
     orthogonal_random_matrix,
 )
 
@@ -126,3 +127,6 @@ def test_elu_feature_map_is_elu_plus_one_with_its_gradient(shape):
     numpy.testing.assert_allclose(out.numpy(), (sl.nn.functional.elu(single) + 1).numpy(),
                                   rtol=1e-6, atol=1e-7)
     assert out.numpy().min() > 0  # a valid feature map: positive features
+    in_place = values.astype(numpy.float32)
+    assert elu_plus_one_into(in_place, in_place) is in_place  # what the fused step does
+    numpy.testing.assert_array_equal(in_place, out.numpy())

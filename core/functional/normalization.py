@@ -9,24 +9,32 @@ from core.backend import get_array_module
 from core.tensor import Tensor
 
 
+def normalize_rows(rows, eps: float):
+    """``(rows - mean) / sqrt(var + eps)`` per row of a 2-D NumPy/CuPy array, as a new array.
+    Returns ``(normalized, rstd (R, 1), average)``, ``average`` being the ``(D, 1)`` column of
+    ``1/D`` that takes row means as a GEMV (the backward pass reuses it)."""
+    xp = get_array_module(rows)
+    D = rows.shape[1]
+    average = xp.full((D, 1), 1.0 / max(D, 1), rows.dtype)
+    normalized = rows - rows @ average
+    variance = xp.einsum("rd,rd->r", normalized, normalized)[:, None]
+    variance *= 1.0 / max(D, 1)
+    variance += eps
+    rstd = xp.sqrt(variance, out=variance)
+    xp.divide(1, rstd, out=rstd)
+    normalized *= rstd
+    return normalized, rstd, average
+
+
 class LayerNorm(Function):
-    """Rows of ``D = prod(normalized_shape)`` values: the row sums are GEMVs with a ``1/D``
-    column and the row dot products one-pass einsums (3-4x faster than NumPy's mean and
-    multiply-then-sum), and the arithmetic is in place where the array is our own."""
+    """Over rows of ``D = prod(normalized_shape)`` values. Row sums are GEMVs with a ``1/D``
+    column and row dot products one-pass einsums (3-4x faster than NumPy's mean and
+    multiply-then-sum); the arithmetic is in place where the array is our own."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, dims, eps):
-        xp = get_array_module(x)
         D = math.prod(x.shape[d] for d in dims)
-        rows = x.reshape(x.size // D if D else 0, D)
-        average = xp.full((D, 1), 1.0 / max(D, 1), x.dtype)
-        normalized = rows - rows @ average
-        variance = xp.einsum("rd,rd->r", normalized, normalized)[:, None]
-        variance *= 1.0 / max(D, 1)
-        variance += eps
-        rstd = xp.sqrt(variance, out=variance)
-        xp.divide(1, rstd, out=rstd)
-        normalized *= rstd  # x-hat
+        normalized, rstd, average = normalize_rows(x.reshape(x.size // D if D else 0, D), eps)
         ctx.save_for_backward(normalized, rstd, weight)
         ctx.average, ctx.shape = average, tuple(x.shape[d] for d in dims)
         if weight is not None:

@@ -21,8 +21,13 @@ import numpy
 
 from core.autograd.grad_mode import is_grad_enabled
 from core.backend import get_array_module
+from core.functional.normalization import normalize_rows
 from core.tensor import Tensor
-from seqlib.feature_maps import ActivationFunctionFeatureMap, _elu_plus_one
+from seqlib.feature_maps import (
+    ActivationFunctionFeatureMap,
+    _elu_plus_one,
+    elu_plus_one_into,
+)
 from seqlib.nn.layers import Dropout, LayerNorm, Linear
 from seqlib.nn.module import structure_version
 from seqlib.recurrent.attention import (
@@ -221,20 +226,13 @@ def _affine(a, weight_bias):
 
 
 def _layer_norm(h, norm, xp):
-    """LayerNorm over the last dim, in place on ``h`` (a fresh array)."""
+    """LayerNorm over the last dim of ``h`` (a fresh array, which it may overwrite)."""
     weight, bias, eps, size = norm
-    if h.shape[0] == 1 and xp is numpy:  # one row: the statistics as Python floats
+    if h.shape[0] == 1 and xp is numpy:  # one row: 3 NumPy calls and Python floats, not 9
         h -= float(h.sum()) / size
         h *= 1.0 / math.sqrt(float(xp.vdot(h, h)) / size + eps)
     else:
-        mean = h.sum(axis=-1, keepdims=True)
-        mean *= 1.0 / size
-        h -= mean
-        variance = (h * h).sum(axis=-1, keepdims=True)
-        variance *= 1.0 / size
-        variance += eps
-        xp.sqrt(variance, out=variance)
-        h /= variance
+        h = normalize_rows(h, eps)[0]
     if weight is not None:
         h *= weight._array
     if bias is not None:
@@ -242,17 +240,8 @@ def _layer_norm(h, norm, xp):
     return h
 
 
-def _elu1_in_place(x, xp):
-    """elu(x) + 1 in place: max(x, 0) + exp(min(x, 0))."""
-    low = xp.minimum(x, 0)
-    xp.exp(low, out=low)
-    xp.maximum(x, 0, out=x)
-    x += low
-    return x
-
-
 def _linear_attention(q, k, v, state, eps, xp):
-    Q, K = _elu1_in_place(q, xp), _elu1_in_place(k, xp)
+    Q, K = elu_plus_one_into(q, q), elu_plus_one_into(k, k)
     S = K[..., :, None] * v[..., None, :]  # (N, H, D, M)
     if state is None:
         Z = K
