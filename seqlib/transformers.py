@@ -49,6 +49,17 @@ def _full_masks(x: Tensor, attn_mask, length_mask):
     return attn_mask, length_mask
 
 
+class _LayerStack(Module):
+    """What every stack (parallel or recurrent, encoder or decoder) holds: ``layers`` (a
+    ModuleList), the final ``norm`` (or None) and an event dispatcher."""
+
+    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm_layer
+        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
+
+
 class TransformerEncoderLayer(Module):
     """Self-attention then a feed-forward block, each added to its input and normalised.
 
@@ -76,7 +87,7 @@ class TransformerEncoderLayer(Module):
         return feed_forward(self, self.norm1(x), self.norm2)
 
 
-class TransformerEncoder(Module):
+class TransformerEncoder(_LayerStack):
     """A stack of encoder layers with an optional final norm.
 
     Args:
@@ -84,12 +95,6 @@ class TransformerEncoder(Module):
         norm_layer: applied after the last layer (or None).
         event_dispatcher: an EventDispatcher or its key.
     """
-
-    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
-        super().__init__()
-        self.layers = ModuleList(layers)
-        self.norm = norm_layer
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
     def forward(self, x: Tensor, attn_mask=None, length_mask=None) -> Tensor:
         attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
@@ -138,7 +143,7 @@ class TransformerDecoderLayer(Module):
         return feed_forward(self, self.norm2(x), self.norm3)
 
 
-class TransformerDecoder(Module):
+class TransformerDecoder(_LayerStack):
     """A stack of decoder layers with an optional final norm.
 
     Args:
@@ -146,12 +151,6 @@ class TransformerDecoder(Module):
         norm_layer: applied after the last layer (or None).
         event_dispatcher: an EventDispatcher or its key.
     """
-
-    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
-        super().__init__()
-        self.layers = ModuleList(layers)
-        self.norm = norm_layer
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
     def forward(self, x: Tensor, memory: Tensor, x_mask=None, x_length_mask=None,
                 memory_mask=None, memory_length_mask=None) -> Tensor:

@@ -7,11 +7,9 @@ Their parameters have the same names as the parallel models', so
 from __future__ import annotations
 
 from core.tensor import Tensor
-from seqlib.events import EventDispatcher
-from seqlib.nn.containers import ModuleList
 from seqlib.nn.module import Module
 from seqlib.recurrent import fast_step
-from seqlib.transformers import add_feed_forward, feed_forward
+from seqlib.transformers import _LayerStack, add_feed_forward, feed_forward
 
 
 class RecurrentTransformerEncoderLayer(Module):
@@ -39,14 +37,8 @@ class RecurrentTransformerEncoderLayer(Module):
         return feed_forward(self, self.norm1(x), self.norm2), state
 
 
-class RecurrentTransformerEncoder(Module):
+class RecurrentTransformerEncoder(_LayerStack):
     """A stack of recurrent encoder layers; the state is a list with one entry per layer."""
-
-    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
-        super().__init__()
-        self.layers = ModuleList(layers)
-        self.norm = norm_layer
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
         plan = fast_step.encoder_plan(self)
@@ -96,14 +88,8 @@ class RecurrentTransformerDecoderLayer(Module):
         return feed_forward(self, x, self.norm3), [self_state, cross_state]
 
 
-class RecurrentTransformerDecoder(Module):
+class RecurrentTransformerDecoder(_LayerStack):
     """A stack of recurrent decoder layers; the state holds one entry per layer."""
-
-    def __init__(self, layers, norm_layer: Module | None = None, event_dispatcher=""):
-        super().__init__()
-        self.layers = ModuleList(layers)
-        self.norm = norm_layer
-        self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
     def forward(self, x: Tensor, memory: Tensor, memory_length_mask=None, state=None):
         state = _layer_states(state, len(self.layers))
