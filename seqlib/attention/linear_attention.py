@@ -26,10 +26,6 @@ class LinearAttention(FeatureMapAttention):
         ``(N, L, H, M)``; the attention mask must be all ones (key lengths are honoured).
     """
 
-    def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
-                 event_dispatcher=""):
-        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
-
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor, attn_mask, query_lengths,
                 key_lengths) -> Tensor:
         if not attn_mask.all_ones:

@@ -82,10 +82,6 @@ class RecurrentLinearAttention(FeatureMapAttention):
     State: ``[S (N, H, D, M) = sum phi(k)^T v, Z (N, H, D) = sum phi(k)]``.
     """
 
-    def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
-                 event_dispatcher=""):
-        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
-
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
         if state is None:
             self.feature_map.new_feature_map(query.device)
@@ -165,10 +161,6 @@ class RecurrentCrossFullAttention(Module):
 class RecurrentCrossLinearAttention(FeatureMapAttention):
     """Linear cross-attention for one query position; state ``[S (N, H, D, M), Z (N, H, D)]``
     summarising the memory."""
-
-    def __init__(self, query_dimensions: int, feature_map=None, eps: float = 1e-6,
-                 event_dispatcher=""):
-        super().__init__(query_dimensions, feature_map, eps, event_dispatcher)
 
     def forward(self, query: Tensor, keys, values, key_lengths, state=None):
         if state is None:
