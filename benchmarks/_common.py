@@ -42,22 +42,64 @@ def median_ms(fn, repeat: int, warmup: int = 2) -> float:
     return statistics.median(samples)
 
 
-def alternate(cases: dict, repeat: int, warmup: int = 2) -> dict:
-    """Median ms per case, timing the cases in turn (ABAB...) so machine noise hits all alike."""
+def alternate(cases: dict, repeat: int, warmup: int = 2, cuda: bool = False) -> dict:
+    """Median ms per case, timing the cases in turn (ABAB...) so machine noise hits all alike.
+
+    With ``cuda``, each call is timed by CUDA events recorded on the legacy default stream
+    (which CuPy and torch both use) around it, then synchronised: the time the GPU took from the
+    first launch to the last kernel's end, Python launch gaps included."""
     for fn in cases.values():
         for _ in range(warmup):
             fn()
+    timer = _cuda_timer() if cuda else _wall_timer
     samples = {name: [] for name in cases}
     for _ in range(repeat):
         for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - start) * 1e3)
+            samples[name].append(timer(fn))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def machine() -> dict:
+def _wall_timer(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def _cuda_timer():
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+
+    def timer(fn) -> float:
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return cupy.cuda.get_elapsed_time(start, end)
+
+    return timer
+
+
+def gpu() -> dict:
+    """The GPU's name and the CUDA and CuPy versions (for result files)."""
+    import cupy
+
+    runtime = cupy.cuda.runtime
+    version = runtime.runtimeGetVersion()
     return {
+        "gpu": runtime.getDeviceProperties(0)["name"].decode(),
+        "cuda_runtime": f"{version // 1000}.{version % 1000 // 10}",
+        "cuda_driver": runtime.driverGetVersion(),
+        "cupy": cupy.__version__,
+        "timing": "CUDA events around each call (legacy default stream), warm-up excluded",
+    }
+
+
+def machine(device: str = "cpu") -> dict:
+    """What the numbers were measured on (with the GPU's details for a CUDA device)."""
+    return {
+        **(gpu() if device.startswith("cuda") else {}),
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import RESULTS, machine, median_ms, set_threads, write  # noqa: E402
+from _common import RESULTS, alternate, machine, set_threads, write  # noqa: E402
 
 KINDS = ("full", "linear", "causal-linear", "local")
 
@@ -41,6 +41,11 @@ def attention_layer(kind: str, d_model: int, heads: int):
     return AttentionLayer(inner, d_model, heads)
 
 
+def _ms(fn, repeat: int, warmup: int, device: str) -> float:
+    """Median ms of ``fn`` (CUDA events on a GPU)."""
+    return alternate({"fn": fn}, repeat, warmup, cuda=device.startswith("cuda"))["fn"]
+
+
 def time_layers(args, bar) -> list:
     import seqlib as sl
     from seqlib.masking import FullMask, TriangularCausalMask
@@ -56,7 +61,8 @@ def time_layers(args, bar) -> list:
             layer = attention_layer(kind, args.d_model, args.heads).to(args.device)
             x = sl.randn(1, L, args.d_model, device=args.device)
             grad_x = x.detach().requires_grad_()
-            mask = TriangularCausalMask(L) if kind == "causal-linear" else FullMask(L)
+            mask = (TriangularCausalMask(L, device=args.device) if kind == "causal-linear"
+                    else FullMask(L, device=args.device))
 
             def forward(layer=layer, x=x, mask=mask):
                 with sl.no_grad():
@@ -66,8 +72,8 @@ def time_layers(args, bar) -> list:
                 layer(x, x, x, attn_mask=mask).sum().backward()
 
             rows.append({"L": L, "attention": kind,
-                         "forward ms": median_ms(forward, args.repeat, warmup=1),
-                         "forward+backward ms": median_ms(backward, args.repeat, warmup=1)})
+                         "forward ms": _ms(forward, args.repeat, 1, args.device),
+                         "forward+backward ms": _ms(backward, args.repeat, 1, args.device)})
     return rows
 
 
@@ -98,12 +104,14 @@ def time_generation(args, bar) -> list:
                     recurrent(token, state)
 
             rows.append({"attention": kind, "position": position,
-                         "ms per token": median_ms(step, 20 * args.repeat, warmup=3)})
+                         "ms per token": _ms(step, 20 * args.repeat, 3, args.device)})
     return rows
 
 
 def _machine_label(device: str) -> str:
-    info = machine()
+    info = machine(device)
+    if "gpu" in info:
+        return f"{info['gpu']}, CUDA {info['cuda_runtime']}, CuPy {info['cupy']}"
     return f"{device}, {info['cpus']}-core {info['machine']}, numpy {info['numpy']}"
 
 
@@ -171,7 +179,7 @@ def main(argv=None) -> dict:
         generation = time_generation(args, bar)
     for row in layers + generation:
         print(row)
-    report = {"benchmark": "attention_speed", **machine(), "device": args.device,
+    report = {"benchmark": "attention_speed", **machine(args.device), "device": args.device,
               "threads": args.threads, "d_model": args.d_model, "heads": args.heads,
               "unit": "ms (median)", "layers": layers, "generation": generation}
     write(f"attention_speed_{args.device.split(':')[0]}", report, args.out)

@@ -78,9 +78,46 @@ def _cases(q, k, v, g, C, torch, device: str = "cpu") -> dict:
     return cases
 
 
+def _with_scan_limit(function, limit: int, *arrays):
+    """``function(*arrays)`` run with the scan's length limit set to ``limit``."""
+    from kernels import causal_product
+
+    def run():
+        causal_product.SCAN_MAX_LENGTH = limit
+        function(*arrays)
+
+    return run
+
+
+def _paths(args, rng) -> list:
+    """CUDA only: the register scan against the chunked kernels, forward and forward+backward,
+    by length (this chooses ``kernels.causal_product.SCAN_MAX_LENGTH``)."""
+    import cupy
+    import numpy
+
+    from kernels import causal_product
+
+    rows = []
+    for N in args.batch:
+        for L in (1, 16, 32, 64, 128, 256, 512, 1024, 2048):
+            shape = (N, args.heads, L, args.dim)
+            q, k, v, g = (cupy.asarray(rng.standard_normal(shape).astype(numpy.float32))
+                          for _ in range(4))
+            cases = {}
+            for path, limit in (("scan", L), ("chunked", 0)):
+                cases[f"{path} forward"] = _with_scan_limit(
+                    causal_product.causal_dot_product, limit, q, k, v)
+                cases[f"{path} backward"] = _with_scan_limit(
+                    causal_product.causal_dot_product_backward, limit, q, k, v, g)
+            times = alternate(cases, args.repeat, cuda=True)
+            rows.append({"N": N, "L": L, **{name: round(ms, 4) for name, ms in times.items()}})
+            print(rows[-1])
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1])
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096])
     parser.add_argument("--dim", type=int, default=64)
@@ -88,6 +125,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="peak memory for L up to 65,536")
+    parser.add_argument("--paths", action="store_true",
+                        help="on CUDA: time the register scan against the chunked kernels")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (CuPy arrays, torch on GPU)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -104,20 +143,25 @@ def main(argv=None) -> dict:
         torch = None
         print("torch is not installed: timing seqlib only")
     rng = numpy.random.default_rng(0)
+    cuda = args.device.startswith("cuda")
     rows = []
-    for L in args.lengths:
-        shape = (args.batch, args.heads, L, args.dim)
-        q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
-        for C in args.chunks:
-            cases = _cases(q, k, v, g, C, torch, args.device)
-            times = alternate(cases, args.repeat)
-            row = {"L": L, "chunk": C, **{name: round(ms, 3) for name, ms in times.items()}}
-            for kind in ("forward", "forward+backward"):
-                if f"torch {kind}" in times:
-                    row[f"ratio {kind}"] = round(times[f"seqlib {kind}"] / times[f"torch {kind}"],
-                                                 3)
-            rows.append(row)
-            print(row)
+    for N in args.batch:
+        for L in args.lengths:
+            shape = (N, args.heads, L, args.dim)
+            q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
+            for C in args.chunks:
+                cases = _cases(q, k, v, g, C, torch, args.device)
+                times = alternate(cases, args.repeat, cuda=cuda)
+                row = {"N": N, "L": L, "chunk": C,
+                       **{name: round(ms, 4) for name, ms in times.items()}}
+                for kind in ("forward", "forward+backward"):
+                    if f"torch {kind}" in times:
+                        row[f"ratio {kind}"] = round(
+                            times[f"seqlib {kind}"] / times[f"torch {kind}"], 3)
+                rows.append(row)
+                print(row)
+    if args.paths and cuda:
+        rows = _paths(args, rng)
     memory = []
     if args.memory and args.device == "cpu":
         for L in (4096, 16384, 65536):
@@ -132,11 +176,12 @@ def main(argv=None) -> dict:
             memory.append({"L": L, "peak_MB": round(peak / 2**20, 1),
                            "peak_over_inputs": round(peak / inputs, 2)})
             print(memory[-1])
-    report = {"benchmark": "causal_dot_product", **machine(), "device": args.device,
+    report = {"benchmark": "causal_dot_product", **machine(args.device), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
-              "shape": {"N": args.batch, "H": args.heads, "D": args.dim, "M": args.dim},
+              "shape": {"H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}
-    write(f"causal_dot_product_{args.device.split(':')[0]}", report, args.out)
+    name = "causal_dot_product_paths" if args.paths and cuda else "causal_dot_product"
+    write(f"{name}_{args.device.split(':')[0]}", report, args.out)
     return report
 
 

@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
         cases.update({"torch forward": torch_forward, "torch forward+backward": torch_backward})
     except ImportError:
         print("torch is not installed: timing seqlib only")
-    results = alternate(cases, args.repeat)
+    results = alternate(cases, args.repeat, cuda=args.device.startswith("cuda"))
     for name, ms in results.items():
         print(f"{name:28s} {ms:9.2f} ms")
     ratios = {}
@@ -89,11 +89,11 @@ def main(argv=None) -> dict:
         if f"torch {kind}" in results:
             ratios[kind] = results[f"seqlib {kind}"] / results[f"torch {kind}"]
             print(f"seqlib / torch, {kind}: {ratios[kind]:.2f}")
-    report = {"benchmark": "lstm", **machine(), "torch": torch_version, "device": args.device,
-              "threads": args.threads, "config": {k: v for k, v in vars(args).items()
-                                                  if k not in ("out",)},
+    report = {"benchmark": "lstm", **machine(args.device), "torch": torch_version,
+              "device": args.device, "threads": args.threads,
+              "config": {k: v for k, v in vars(args).items() if k != "out"},
               "unit": "ms (median)", "results": results, "ratio_seqlib_over_torch": ratios}
-    write(f"lstm_{args.device.split(':')[0]}", report, args.out)
+    write(f"lstm_{args.device.split(':')[0]}_h{args.hidden}", report, args.out)
     return report
 
 

@@ -123,8 +123,12 @@ def _backward_block(q, k, v, grad_out, initial_state, grad_final_state, C, state
     return (*grads, dS[:, 0] + G[:, 0])
 
 
-# ---- CUDA: the register-state scan for moderate lengths and dimensions ------------------
-SCAN_MAX_LENGTH = 2048  # longer sequences use the chunked algorithm on cuBLAS (tune on a GPU)
+# ---- CUDA: a register-state scan for short sequences, three chunked kernels otherwise -------
+# The scan runs each (n, h) serially over L in one block: least work, least parallelism. It
+# wins only while launching the chunked kernels costs more than the serial steps (measured on
+# an H100: benchmarks/results/causal_dot_product_paths_cuda.json).
+SCAN_MAX_LENGTH = 8
+MAX_CUDA_CHUNKS = 65535  # chunks are a grid dimension: L <= 64 * 65535 on the GPU
 
 
 def _scan_dimension(dtype, *dims):
@@ -141,9 +145,10 @@ def _use_scan(xp, dtype, L: int, *dims) -> bool:
     return xp.__name__ == "cupy" and L <= SCAN_MAX_LENGTH and _scan_dimension(dtype, *dims)
 
 
-def _scan(q, k, v, state, reverse: bool):
+def _scan(q, k, v, state, reverse: bool, transposed_state: bool = False):
     """The CUDA scan on ``(B, L, D), (B, L, D), (B, L, M)`` with an optional ``(B, D, M)``
-    initial state; returns ``(out (B, L, M), final_state (B, D, M))``."""
+    initial state (``(B, M, D)`` if ``transposed_state``); returns ``(out (B, L, M),
+    final_state (B, D, M))``."""
     import cupy
     import numpy
 
@@ -155,7 +160,12 @@ def _scan(q, k, v, state, reverse: bool):
     kernel = get_kernel("causal_product.cu", name)
     out = cupy.empty((B, L, M), q.dtype)
     final = cupy.empty((B, D, M), q.dtype)
-    state = cupy.zeros((B, D, M), q.dtype) if state is None else cupy.ascontiguousarray(state)
+    if state is None:
+        state = cupy.zeros((B, D, M), q.dtype)
+    elif transposed_state:
+        state = cupy.ascontiguousarray(state.swapaxes(-1, -2))
+    else:
+        state = cupy.ascontiguousarray(state)
     threads = min(128, 32 * -(-M // 32))
     arrays = [cupy.ascontiguousarray(a) for a in (q, k, v)]
     kernel((B, -(-M // threads)), (threads,),
@@ -164,8 +174,92 @@ def _scan(q, k, v, state, reverse: bool):
     return out, final
 
 
-def _transposed(state):
-    return None if state is None else state.swapaxes(-1, -2)
+def _cuda_states(k, v, state, reverse: bool, transposed_state: bool = False):
+    """The state entering each chunk of 64 positions, ``(B, n_chunks, D, M)``, and the final
+    state ``(B, D, M)``, for keys ``(B, L, D)`` and values ``(B, L, M)`` scanned backwards in
+    time if ``reverse``, starting from ``state`` (``(B, D, M)``, or ``(B, M, D)`` if
+    ``transposed_state``; None: zeros). Two kernels: each chunk's ``K^T V``, then their
+    exclusive prefix sum in place."""
+    import cupy
+    import numpy
+
+    from kernels.cuda_sources import CHUNK, CHUNK_SLAB, get_kernel, type_name
+
+    B, L, D = k.shape
+    M = v.shape[-1]
+    n = -(-L // CHUNK)
+    if n > MAX_CUDA_CHUNKS:
+        raise ValueError(f"causal_dot_product: L must be at most {CHUNK * MAX_CUDA_CHUNKS} on "
+                         f"the GPU, got {L}")
+    c_type = type_name(k.dtype)
+    k, v = cupy.ascontiguousarray(k), cupy.ascontiguousarray(v)
+    states = cupy.empty((B, n, D, M), k.dtype)
+    final = cupy.empty((B, D, M), k.dtype)
+    get_kernel("causal_product.cu", f"chunk_states<{c_type}, {CHUNK_SLAB[c_type]}>")(
+        (B, n, -(-D // 64) * -(-M // 64)), (256,),
+        (k, v, states, numpy.int32(L), numpy.int32(D), numpy.int32(M), numpy.int32(reverse)))
+    mode = 0 if state is None else 2 if transposed_state else 1
+    state = final if state is None else cupy.ascontiguousarray(state)  # (unread if None)
+    get_kernel("causal_product.cu", f"chunk_prefix<{c_type}>")(
+        (B, -(-D * M // 256)), (256,),
+        (states, state, final, numpy.int32(n), numpy.int32(D), numpy.int32(M),
+         numpy.int32(mode)))
+    return states, final
+
+
+def _cuda_output(q, k, v, states, reverse: bool, transposed_states: bool = False):
+    """``out (B, L, M)`` from the chunk states of ``_cuda_states`` (for the same ``reverse``;
+    ``transposed_states``: they were computed for the roles of the two dimensions swapped):
+    ``Q S + tril(Q K^T) V`` per chunk, in one kernel."""
+    import cupy
+    import numpy
+
+    from kernels.cuda_sources import CHUNK_SLAB, get_kernel, type_name
+
+    B, L, D = q.shape
+    M = v.shape[-1]
+    c_type = type_name(q.dtype)
+    q, k, v = (cupy.ascontiguousarray(a) for a in (q, k, v))
+    out = cupy.empty((B, L, M), q.dtype)
+    get_kernel("causal_product.cu", f"chunk_output<{c_type}, {CHUNK_SLAB[c_type]}>")(
+        (B, states.shape[1], -(-M // 64)), (256,),
+        (q, k, v, states, out, numpy.int32(L), numpy.int32(D), numpy.int32(M),
+         numpy.int32(reverse), numpy.int32(transposed_states)))
+    return out
+
+
+def _cuda_forward(q, k, v, state):
+    """``(out, final_state, saved)`` on the GPU; ``saved`` holds the chunk states when the
+    chunked kernels ran (the backward pass reuses them), else None."""
+    L, D, M = q.shape[1], q.shape[2], v.shape[2]
+    if _use_scan(get_array_module(q), q.dtype, L, D, M):
+        return (*_scan(q, k, v, state, reverse=False), None)
+    states, final = _cuda_states(k, v, state, reverse=False)
+    return _cuda_output(q, k, v, states, reverse=False), final, ("cuda", states)
+
+
+def _cuda_backward(q, k, v, grad_out, state, grad_final, saved):
+    """``(dq, dk, dv, d_initial_state)`` on the GPU, all ``(B, ...)``.
+
+    Short sequences: three register scans (KERNELS.md). Otherwise one new prefix, ``dS``, the
+    gradient of the state entering each chunk (from the chunks' ``Q^T dO``, backwards in time),
+    then three chunk-output kernels: ``dq`` from the forward states (transposed), ``dk`` from
+    ``dS`` transposed and ``dv`` from ``dS``."""
+    L, D, M = q.shape[1], q.shape[2], v.shape[2]
+    if _use_scan(get_array_module(q), q.dtype, L, D, M):
+        dq, _ = _scan(grad_out, v, k, state, reverse=False, transposed_state=True)
+        dk, _ = _scan(v, grad_out, q, grad_final, reverse=True, transposed_state=True)
+        dv, d_state = _scan(k, q, grad_out, grad_final, reverse=True)
+        return dq, dk, dv, d_state
+    if saved is not None and saved[0] == "cuda":
+        states = saved[1]
+    else:
+        states, _ = _cuda_states(k, v, state, reverse=False)
+    d_states, d_state = _cuda_states(q, grad_out, grad_final, reverse=True)
+    dq = _cuda_output(grad_out, v, k, states, reverse=False, transposed_states=True)
+    dk = _cuda_output(v, grad_out, q, d_states, reverse=True, transposed_states=True)
+    dv = _cuda_output(k, q, grad_out, d_states, reverse=True)
+    return dq, dk, dv, d_state
 
 
 _pool = None
@@ -231,7 +325,8 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
         initial_state: optional ``(N, H, D, M)`` state carried in from earlier positions
             (``sum_j k_j^T v_j`` over them), to process a long sequence in pieces.
         return_final_state: also return the state after the last position.
-        chunk_size: positions per chunk (default 64).
+        chunk_size: positions per chunk on the CPU (default 64). The GPU uses the register
+            scan for short sequences and chunks of 64 otherwise, whatever is asked.
         keep_for_backward: also return an opaque ``saved`` object; passing it to
             ``causal_dot_product_backward(..., saved=saved)`` spares recomputing the states.
     Returns:
@@ -248,11 +343,12 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
         state = xp.zeros((N, H, D, M), q.dtype) if initial_state is None else initial_state
         return (out, state.copy()) if return_final_state else out
     saved = None
-    if _use_scan(xp, q.dtype, L, D):
-        out, final = _scan(*(_rows(a) for a in (q, k, v)), _rows(initial_state), reverse=False)
+    C = _chunk_size(L, chunk_size)
+    if xp.__name__ == "cupy":
+        out, final, saved = _cuda_forward(*(_rows(a) for a in (q, k, v)), _rows(initial_state))
         out, final = out.reshape(N, H, L, M), final.reshape(N, H, D, M)
+        saved = saved if keep_for_backward else None
     else:
-        C = _chunk_size(L, chunk_size)
         slices = _slices(xp, N, H)
         out, final = xp.empty((N, H, L, M), q.dtype), xp.empty((N, H, D, M), q.dtype)
         parts = _run_blocks(lambda q, k, v, s: _forward_block(q, k, v, s, C, keep_for_backward),
@@ -307,13 +403,9 @@ def causal_dot_product_backward(q, k, v, grad_out, initial_state=None, grad_fina
         g = xp.zeros((N, H, D, M), q.dtype) if grad_final_state is None else grad_final_state
         return (*zeros, g.copy())
     grad_out = grad_out.astype(q.dtype, copy=False)
-    if _use_scan(xp, q.dtype, L, D, M):
-        # one kernel, three scans: grad_q forward in time, grad_k and grad_v backward
-        fq, fk, fv, fg, start, grad_final = (_rows(a) for a in (
-            q, k, v, grad_out, initial_state, grad_final_state))
-        dq, _ = _scan(fg, fv, fk, _transposed(start), reverse=False)
-        dk, _ = _scan(fv, fg, fq, _transposed(grad_final), reverse=True)
-        dv, d_state = _scan(fk, fq, fg, grad_final, reverse=True)
+    if xp.__name__ == "cupy":
+        dq, dk, dv, d_state = _cuda_backward(*(_rows(a) for a in (
+            q, k, v, grad_out, initial_state, grad_final_state)), saved)
         dq, dk, dv = (g.reshape(a.shape) for g, a in ((dq, q), (dk, k), (dv, v)))
         d_state = d_state.reshape(N, H, D, M)
     else:

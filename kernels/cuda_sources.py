@@ -8,10 +8,16 @@ from pathlib import Path
 DIRECTORY = Path(__file__).resolve().parent / "cuda"
 # register-state sizes of the causal scan; double stops at 64 (128 doubles spill registers)
 SCAN_DIMENSIONS = {"float": (16, 32, 64, 128), "double": (16, 32, 64)}
+# rows staged per shared-memory slab by the chunked kernels (double: half, to stay in 48 KB)
+CHUNK_SLAB = {"float": 16, "double": 8}
+CHUNK = 64  # positions per chunk of the CUDA chunked kernels (SEQLIB_CHUNK in the source)
 
 KERNELS = {
     "causal_product.cu": [f"causal_scan<{t}, {d}>" for t, dims in SCAN_DIMENSIONS.items()
-                          for d in dims],
+                          for d in dims]
+    + [f"{name}<{t}, {CHUNK_SLAB[t]}>" for name in ("chunk_states", "chunk_output")
+       for t in ("float", "double")]
+    + [f"chunk_prefix<{t}>" for t in ("float", "double")],
     "lstm.cu": [f"{name}<{t}>" for name in ("lstm_step_forward", "lstm_step_backward")
                 for t in ("float", "double")],
 }

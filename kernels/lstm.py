@@ -88,27 +88,34 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
     cs = xp.empty((L + 1, N, H), dtype)
     tanh_cs = xp.empty((L, N, H), dtype)
     hs[0], cs[0] = h0, c0
-    step = _cuda_step("lstm_step_forward", dtype, N, H) if xp.__name__ == "cupy" else None
-    if step is None:
-        # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5: fold the inner 0.5 into W_hh once, and into
-        # x_proj while copying it into the gate buffer (one pass), which then gains h @ W_hh^T
-        scale = xp.ones(G, dtype)
-        scale[: 3 * H] = 0.5
-        xp.multiply(x_proj, scale, out=gates)
-        w_t[:, : 3 * H] *= 0.5
-        product = xp.empty((N, G), dtype)
-    scratch = xp.empty((N, H), dtype)
+    if xp.__name__ == "cupy":
+        _cuda_forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks)
+    else:
+        _forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks)
+    outputs = hs[1:] if masks is None else hs[1:] * masks
+    if reverse:
+        outputs = outputs[::-1]
+    cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse, gate_order)
+    return xp.ascontiguousarray(outputs), hs[L].copy(), cs[L].copy(), cache
+
+
+def _forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks):
+    """The CPU recurrence: one GEMM into a hot scratch buffer and in-place gate math a step."""
+    xp = get_array_module(x_proj)
+    L, N, G = gates.shape
+    H = G // 4
+    # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5: fold the inner 0.5 into W_hh once, and into
+    # x_proj while copying it into the gate buffer (one pass), which then gains h @ W_hh^T
+    scale = xp.ones(G, gates.dtype)
+    scale[: 3 * H] = 0.5
+    xp.multiply(x_proj, scale, out=gates)
+    w_t[:, : 3 * H] *= 0.5
+    product = xp.empty((N, G), gates.dtype)
+    scratch = xp.empty((N, H), gates.dtype)
     for k in range(L):
         a = gates[k]
-        if step is None:
-            xp.matmul(hs[k], w_t, out=product)
-            a += product
-        else:
-            xp.matmul(hs[k], w_t, out=a)
-            a += x_proj[k]
-        if step is not None:  # one fused kernel for the gate math and state update
-            step(a, hs[k], cs[k], hs[k + 1], cs[k + 1], tanh_cs[k], _active(xp, masks, k, N))
-            continue
+        xp.matmul(hs[k], w_t, out=product)
+        a += product
         xp.tanh(a, out=a)
         sig = a[:, : 3 * H]
         sig *= 0.5
@@ -124,11 +131,6 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
             keep = ~masks[k]
             xp.copyto(c_new, cs[k], where=keep)
             xp.copyto(h_new, hs[k], where=keep)
-    outputs = hs[1:] if masks is None else hs[1:] * masks
-    if reverse:
-        outputs = outputs[::-1]
-    cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse, gate_order)
-    return xp.ascontiguousarray(outputs), hs[L].copy(), cs[L].copy(), cache
 
 
 def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
@@ -239,41 +241,106 @@ def _backward_loop(cache: LSTMCache, grad_output, dh, dc, d_gates):
 # ---- CUDA: cuBLAS for the GEMMs, one fused kernel per step for everything elementwise ------
 
 
-def _cuda_step(name: str, dtype, N: int, H: int):
-    """A launcher for ``name<T>`` over N*H threads."""
+class _Gemm:
+    """Row-major GEMMs ``C = A B`` or ``C += A B`` on raw device pointers, straight through
+    cuBLAS. The per-step GEMMs are small, so Python's cost per call is most of a step: this
+    spares ``cupy.matmul``'s and the slicing of a view per operand, and the add is free
+    (beta = 1)."""
+
+    def __init__(self, dtype):
+        import numpy
+        from cupy.cuda import device
+
+        try:
+            from cupy_backends.cuda.libs import cublas
+        except ImportError:  # pragma: no cover - older CuPy
+            from cupy.cuda import cublas
+        self.handle = device.get_cublas_handle()
+        self.gemm = cublas.sgemm if numpy.dtype(dtype) == numpy.float32 else cublas.dgemm
+        self.scalars = numpy.array([1, 0], dtype)  # kept alive: cuBLAS reads them by pointer
+        self.one = self.scalars.ctypes.data
+        self.zero = self.one + self.scalars.itemsize
+
+    def __call__(self, m: int, n: int, k: int, a: int, b: int, c: int, accumulate: bool):
+        """``C (m x n) (+)= A (m x k) B (k x n)``, all contiguous row-major, by pointer: that is
+        column-major ``C^T = B^T A^T``."""
+        self.gemm(self.handle, 0, 0, n, m, k, self.one, b, n, a, k,
+                  self.one if accumulate else self.zero, c, n)
+
+
+def _pointers(array) -> list:
+    """Device pointers to ``array[0], array[1], ...`` of a C-contiguous CuPy array."""
+    base, stride = array.data.ptr, array.strides[0]
+    return [base + i * stride for i in range(array.shape[0])]
+
+
+def _step_kernel(name: str, dtype, N: int, H: int):
+    """``(kernel, grid, block, sizes)`` for ``name<T>`` over N*H threads."""
     import numpy
 
     from kernels.cuda_sources import get_kernel, type_name
 
     kernel = get_kernel("lstm.cu", f"{name}<{type_name(dtype)}>")
     threads = 256
-    blocks = (-(-N * H // threads),)
-    sizes = (numpy.int32(N), numpy.int32(H))
-
-    def launch(*arrays):
-        kernel(blocks, (threads,), (*arrays, *sizes))
-
-    return launch
+    return kernel, (-(-N * H // threads),), (threads,), (numpy.int32(N), numpy.int32(H))
 
 
-def _active(xp, masks, k: int, N: int):
-    """Step k's active rows as one byte per row (all ones without lengths)."""
+def _active_rows(xp, masks, L: int):
+    """``(pointers, flag)``: per step a pointer to one byte per row that is inside its sequence,
+    and the kernels' flag saying whether to read them (without lengths every row is active and
+    the pointers are null), plus the array that owns the bytes (kept alive by the caller)."""
+    import numpy
+
     if masks is None:
-        return xp.ones(N, xp.uint8)
-    return xp.ascontiguousarray(masks[k, :, 0]).astype(xp.uint8)
+        return [0] * L, numpy.int32(0), None
+    rows = xp.ascontiguousarray(masks[:, :, 0]).astype(xp.uint8)
+    return _pointers(rows), numpy.int32(1), rows
+
+
+def _cuda_forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks):
+    """Per step: one cuBLAS GEMM adding ``h @ W_hh^T`` to the step's gate buffer (prefilled with
+    ``x_proj``), then one fused kernel for the gate math and the state update. Everything a
+    step passes is a precomputed pointer."""
+    xp = get_array_module(x_proj)
+    L, N, G = gates.shape
+    H = G // 4
+    gates[...] = x_proj
+    w_t = xp.ascontiguousarray(w_t)
+    gemm = _Gemm(gates.dtype)
+    kernel, grid, block, sizes = _step_kernel("lstm_step_forward", gates.dtype, N, H)
+    active, masked, _rows = _active_rows(xp, masks, L)
+    g, h, c, t = (_pointers(a) for a in (gates, hs, cs, tanh_cs))
+    w = w_t.data.ptr
+    for k in range(L):
+        gemm(N, G, H, h[k], w, g[k], True)
+        kernel(grid, block, (g[k], h[k], c[k], h[k + 1], c[k + 1], t[k], active[k], masked,
+                             *sizes))
 
 
 def _cuda_backward_loop(cache: LSTMCache, grad_output, dh, dc, d_gates):
+    """Per step: one fused kernel for the gate gradients and the carried cell gradient, then one
+    cuBLAS GEMM adding ``d_gates @ W_hh`` to the hidden gradient that bypassed the cell."""
     xp = get_array_module(grad_output)
     gates, cs, tanh_cs = cache.gates, cache.cs, cache.tanh_cs
     L, N, G = gates.shape
     H = G // 4
-    step = _cuda_step("lstm_step_backward", gates.dtype, N, H)
-    dc_prev = xp.empty_like(dc)
-    dh_skip = xp.empty_like(dh)
+    grad_output = xp.ascontiguousarray(grad_output)
+    w_hh = xp.ascontiguousarray(cache.w_hh)
+    gemm = _Gemm(gates.dtype)
+    kernel, grid, block, sizes = _step_kernel("lstm_step_backward", gates.dtype, N, H)
+    active, masked, _rows = _active_rows(xp, cache.masks, L)
+    g, c, t, dy, dg = (_pointers(a) for a in (gates, cs, tanh_cs, grad_output, d_gates))
+    dh, dc = xp.ascontiguousarray(dh), xp.ascontiguousarray(dc)
+    dh_next, dc_prev = xp.empty_like(dh), xp.empty_like(dc)
+    dh_ptr, dh_next_ptr, dc_ptr, dc_prev_ptr = (a.data.ptr for a in (dh, dh_next, dc, dc_prev))
+    w = w_hh.data.ptr
     for k in range(L - 1, -1, -1):
-        step(gates[k], cs[k], tanh_cs[k], dh, xp.ascontiguousarray(grad_output[k]), dc,
-             d_gates[k], dc_prev, dh_skip, _active(xp, cache.masks, k, N))
-        dh = d_gates[k] @ cache.w_hh + dh_skip
-        dc, dc_prev = dc_prev, dc
+        kernel(grid, block, (g[k], c[k], t[k], dh_ptr, dy[k], dc_ptr, dg[k], dc_prev_ptr,
+                             dh_next_ptr, active[k], masked, *sizes))
+        gemm(N, H, G, dg[k], w, dh_next_ptr, True)
+        dh_ptr, dh_next_ptr = dh_next_ptr, dh_ptr
+        dc_ptr, dc_prev_ptr = dc_prev_ptr, dc_ptr
+    # after an even number of swaps the results sit in the arrays they started in
+    if L % 2:
+        dh, dc = dh_next, dc_prev
     return dh, dc

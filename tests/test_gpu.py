@@ -18,6 +18,9 @@ def pair(*shape, seed=0, dtype=sl.float32):
 
 
 def close(cuda_tensor, cpu_tensor, tol=1e-5):
+    if cpu_tensor is None:  # e.g. the gradient of an input the function does not use
+        assert cuda_tensor is None
+        return
     numpy.testing.assert_allclose(cuda_tensor.detach().cpu().numpy(),
                                   cpu_tensor.detach().numpy(), rtol=tol, atol=tol)
 
@@ -57,7 +60,7 @@ def test_forward_and_backward_match_the_cpu(fn):
     out_gpu.backward()
     close(a_gpu.grad, a_cpu.grad)
     close(b_gpu.grad, b_cpu.grad)
-    assert a_gpu.grad.is_cuda
+    assert all(g.is_cuda for g in (a_gpu.grad, b_gpu.grad) if g is not None)
 
 
 def test_gradients_flow_across_devices():
@@ -104,3 +107,82 @@ def test_fused_recurrent_steps_on_the_gpu_match_the_cpu(attention_type):
             y_gpu, gpu_state = on_gpu(x[:, i].cuda(), gpu_state)
             assert y_gpu.is_cuda and all(t.is_cuda for s in gpu_state for t in s)
             close(y_gpu, y_cpu)
+
+
+def _twins(make):
+    """A module built by ``make()`` on the CPU and a copy of it moved to the GPU."""
+    cpu = make()
+    gpu = make()
+    gpu.load_state_dict(cpu.state_dict())
+    return cpu, gpu.cuda()
+
+
+def test_lstm_module_with_lengths_and_adam_steps_match_the_cpu():
+    cpu, gpu = _twins(lambda: sl.nn.LSTM(8, 16, num_layers=2, bidirectional=True))
+    x = sl.randn(7, 3, 8)
+    lengths = [7, 2, 5]
+    optimizers = [sl.optim.Adam(m.parameters(), lr=1e-2) for m in (cpu, gpu)]
+    for _ in range(3):
+        for model, optimizer, inputs in ((cpu, optimizers[0], x), (gpu, optimizers[1], x.cuda())):
+            optimizer.zero_grad()
+            out, (h, c) = model(inputs, lengths=lengths)
+            (out.pow(2).mean() + h.sum() + c.pow(2).sum()).backward()
+            sl.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+    for (name, a), (_, b) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        assert b.is_cuda, name
+        close(b, a, 1e-5)
+
+
+@pytest.mark.parametrize("attention_type", ["causal-linear", "full"])
+def test_transformer_lm_training_and_generation_match_the_cpu(attention_type):
+    from seqlib.models import TransformerLM, TransformerLMConfig
+
+    config = TransformerLMConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, dropout=0.0,
+                                 attention_type=attention_type,
+                                 attention_options={"attention_dropout": 0.0})
+    cpu, gpu = _twins(lambda: TransformerLM(config))
+    tokens = sl.randint(0, 40, (2, 70))
+    optimizers = [sl.optim.AdamW(m.parameters(), lr=1e-3) for m in (cpu, gpu)]
+    losses = []
+    for _ in range(2):
+        for model, optimizer, device in ((cpu, optimizers[0], "cpu"), (gpu, optimizers[1], "cuda")):
+            optimizer.zero_grad()
+            batch = tokens.to(device)
+            _, loss = model(batch[:, :-1], batch[:, 1:])
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    numpy.testing.assert_allclose(losses[1::2], losses[::2], rtol=1e-5)
+    for a, b in zip(cpu.parameters(), gpu.parameters()):
+        close(b, a, 1e-4)
+    prompt = tokens[0, :5].tolist()
+    assert (sl.generate(gpu.eval(), prompt, 8, temperature=0)
+            == sl.generate(cpu.eval(), prompt, 8, temperature=0))
+
+
+@pytest.mark.parametrize("attention_type, options", [
+    ("full", {}), ("linear", {}), ("causal-linear", {}), ("local", {"local_context": 4}),
+    ("exact-topk", {"topk": 3}),
+])
+def test_every_attention_trains_on_the_gpu_like_on_the_cpu(attention_type, options):
+    from seqlib.builders import TransformerEncoderBuilder
+    from seqlib.masking import TriangularCausalMask
+
+    def make():
+        return TransformerEncoderBuilder.from_kwargs(
+            attention_type=attention_type, n_layers=2, n_heads=2, query_dimensions=4,
+            value_dimensions=4, feed_forward_dimensions=16, dropout=0.0, attention_dropout=0.0,
+            **options).get()
+
+    cpu, gpu = _twins(make)
+    x_cpu, x_gpu = pair(2, 9, 8, seed=4)
+    causal = attention_type != "linear"  # linear attention takes no mask
+    out_cpu = cpu(x_cpu, attn_mask=TriangularCausalMask(9) if causal else None)
+    out_gpu = gpu(x_gpu, attn_mask=TriangularCausalMask(9, device="cuda") if causal else None)
+    close(out_gpu, out_cpu, 1e-4)
+    out_cpu.pow(2).sum().backward()
+    out_gpu.pow(2).sum().backward()
+    close(x_gpu.grad, x_cpu.grad, 1e-4)
+    for a, b in zip(cpu.parameters(), gpu.parameters()):
+        close(b.grad, a.grad, 1e-4)

@@ -10,8 +10,11 @@ from kernels import causal_product
 
 pytestmark = pytest.mark.gpu
 
+# (N, H, L, D, M): L = 1, L below/above/not a multiple of the 64-row chunk, D != M, D and M in
+# {16, 64, 128, 256}, M = 65 (values with the ones column of normalised attention), small N*H
 SHAPES = [(1, 1, 1, 16, 16), (2, 3, 100, 64, 32), (1, 2, 257, 128, 64), (1, 1, 33, 16, 128),
-          (2, 2, 3000, 64, 64), (1, 1, 70, 200, 80)]
+          (2, 2, 3000, 64, 64), (1, 1, 70, 200, 80), (1, 2, 130, 256, 16), (2, 1, 64, 64, 256),
+          (1, 1, 191, 128, 128), (3, 1, 129, 64, 65)]
 
 
 def _arrays(shape, dtype, seed=0):
@@ -23,11 +26,19 @@ def _arrays(shape, dtype, seed=0):
     return q, k, v, g, s, gs
 
 
+@pytest.mark.parametrize("path", ["scan", "chunked"])
 @pytest.mark.parametrize("dtype, tolerance", [(numpy.float32, 1e-4), (numpy.float64, 1e-10)])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_causal_product_cuda_matches_cpu(shape, dtype, tolerance):
+def test_causal_product_cuda_matches_cpu(shape, dtype, tolerance, path, monkeypatch):
     import cupy
 
+    N, H, L, D, M = shape
+    if path == "scan":
+        if not causal_product._scan_dimension(numpy.dtype(dtype), D, M):
+            pytest.skip("no compiled register-state size holds D and M")
+        monkeypatch.setattr(causal_product, "SCAN_MAX_LENGTH", L)
+    else:
+        monkeypatch.setattr(causal_product, "SCAN_MAX_LENGTH", 0)
     q, k, v, g, s, gs = _arrays(shape, dtype)
     cpu = kernels.causal_dot_product(q, k, v, s, True)
     cpu_grads = kernels.causal_dot_product_backward(q, k, v, g, s, gs)
@@ -35,21 +46,30 @@ def test_causal_product_cuda_matches_cpu(shape, dtype, tolerance):
     gq, gk, gv, gg, gs_, ggs = gpu_inputs
     gpu = kernels.causal_dot_product(gq, gk, gv, gs_, True)
     gpu_grads = kernels.causal_dot_product_backward(gq, gk, gv, gg, gs_, ggs)
-    scale = shape[2] ** 0.5
+    scale = L ** 0.5
     for a, b in zip((*cpu, *cpu_grads), (*gpu, *gpu_grads)):
         numpy.testing.assert_allclose(cupy.asnumpy(b), a, rtol=tolerance * scale,
                                       atol=tolerance * scale)
     again = kernels.causal_dot_product_backward(gq, gk, gv, gg, gs_, ggs)
     for first, second in zip(gpu_grads, again):  # no atomics: bit-identical reruns
         assert bool((first == second).all())
+    saved = kernels.causal_dot_product(gq, gk, gv, gs_, True, keep_for_backward=True)[2]
+    reused = kernels.causal_dot_product_backward(gq, gk, gv, gg, gs_, ggs, saved=saved)
+    for first, second in zip(gpu_grads, reused):  # the forward's states, as if recomputed
+        assert bool((first == second).all())
+    # without states, and on the permuted views the attention layer passes
+    plain = kernels.causal_dot_product(*(cupy.asarray(a.swapaxes(1, 2)).swapaxes(1, 2)
+                                         for a in (q, k, v)))
+    numpy.testing.assert_allclose(cupy.asnumpy(plain), kernels.causal_dot_product(q, k, v),
+                                  rtol=tolerance * scale, atol=tolerance * scale)
 
 
 def test_both_cuda_paths_are_exercised():
-    assert causal_product._use_scan(pytest.importorskip("cupy"), numpy.dtype("float32"), 100, 64)
-    assert not causal_product._use_scan(pytest.importorskip("cupy"), numpy.dtype("float32"),
-                                        3000, 64)
-    assert not causal_product._use_scan(pytest.importorskip("cupy"), numpy.dtype("float64"),
-                                        100, 128)
+    cupy = pytest.importorskip("cupy")
+    short = causal_product.SCAN_MAX_LENGTH
+    assert causal_product._use_scan(cupy, numpy.dtype("float32"), short, 64)
+    assert not causal_product._use_scan(cupy, numpy.dtype("float32"), short + 1, 64)
+    assert not causal_product._use_scan(cupy, numpy.dtype("float64"), short, 128)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(numpy.float32, 1e-5), (numpy.float64, 1e-12)])

@@ -10,6 +10,7 @@ from seqlib.generation import filter_logits
 from seqlib.models import (
     LSTMLM,
     LSTMLMConfig,
+    SinusoidalPositionalEncoding,
     TransformerLM,
     TransformerLMConfig,
     from_pretrained,
@@ -197,3 +198,17 @@ def test_parallel_prefill_gives_the_recurrent_state(attention):
     numpy.testing.assert_allclose(after_prefill.numpy(), step.numpy(), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="has no recurrent twin"):
         transformer("local", attention_options={"local_context": 3}).prefill(tokens)
+
+
+def test_sinusoidal_positions_follow_the_formula_on_the_requested_device():
+    encoding = SinusoidalPositionalEncoding(6)
+    table = encoding([0, 3, 7]).numpy()
+    for row, p in enumerate((0, 3, 7)):
+        for i in range(3):
+            angle = p / 10000 ** (2 * i / 6)
+            assert table[row, 2 * i] == pytest.approx(numpy.sin(angle), abs=1e-6)
+            assert table[row, 2 * i + 1] == pytest.approx(numpy.cos(angle), abs=1e-6)
+    assert encoding([1], device="cpu").device == sl.device("cpu")
+    assert encoding([1, 2]).dtype == sl.float32
+    odd = SinusoidalPositionalEncoding(5)([2]).numpy()  # an odd size drops the last cosine
+    assert odd.shape == (1, 5) and odd[0, 4] == pytest.approx(numpy.sin(2 / 10000 ** 0.8))

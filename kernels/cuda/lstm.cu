@@ -2,7 +2,8 @@
 //
 // Gates are stored i, f, o, g per row (the kernels' internal order, see kernels/lstm.py).
 // sigmoid(x) = 0.5 * tanh(0.5 * x) + 0.5 never overflows. One thread per (row n, unit j).
-// active: one byte per row (nullptr: all active); inactive rows keep their state.
+// active: one byte per row, read only when masked != 0 (else every row is active); inactive
+// rows keep their state.
 // Include-free so NVRTC can compile it without CUDA headers.
 
 template <typename T>
@@ -12,7 +13,8 @@ template <typename T>
 __global__ void lstm_step_forward(T* __restrict__ gates, const T* __restrict__ h_prev,
                                   const T* __restrict__ c_prev, T* __restrict__ h_new,
                                   T* __restrict__ c_new, T* __restrict__ tanh_c,
-                                  const unsigned char* __restrict__ active, int N, int H) {
+                                  const unsigned char* __restrict__ active, int masked, int N,
+                                  int H) {
     const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (index >= (long long)N * H) return;
     const long long n = index / H;
@@ -29,7 +31,7 @@ __global__ void lstm_step_forward(T* __restrict__ gates, const T* __restrict__ h
     const T c = f * c_prev[index] + i * g;
     const T tc = tanh(c);
     tanh_c[index] = tc;
-    if (active == 0 || active[n]) {
+    if (masked == 0 || active[n]) {
         c_new[index] = c;
         h_new[index] = o * tc;
     } else {
@@ -49,14 +51,15 @@ __global__ void lstm_step_backward(const T* __restrict__ gates, const T* __restr
                                    const T* __restrict__ dy, const T* __restrict__ dc,
                                    T* __restrict__ d_gates, T* __restrict__ dc_prev,
                                    T* __restrict__ dh_skip,
-                                   const unsigned char* __restrict__ active, int N, int H) {
+                                   const unsigned char* __restrict__ active, int masked,
+                                   int N, int H) {
     const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (index >= (long long)N * H) return;
     const long long n = index / H;
     const long long j = index - n * H;
     const T* row = gates + n * 4 * H;
     T* d_row = d_gates + n * 4 * H;
-    const bool on = active == 0 || active[n];
+    const bool on = masked == 0 || active[n];
     const T dh_step = on ? dh[index] + dy[index] : T(0);
     const T dc_step = on ? dc[index] : T(0);
     const T i = row[j], f = row[H + j], o = row[2 * H + j], g = row[3 * H + j];

@@ -62,7 +62,7 @@ class LocalAttention(Module):
         v_window = _windows(values.permute(0, 2, 1, 3), C, blocks)
         scores = (q * temperature) @ k_window.transpose(-1, -2)  # (N, H, nb, C, 2C)
         allowed = _allowed(attn_mask, key_lengths, L, S, C, blocks)  # (N or 1, nb, C, 2C)
-        scores = scores.masked_fill(_as_tensor(~allowed)[:, None], -1e24)
+        scores = scores.masked_fill(_as_tensor(~allowed, scores.device)[:, None], -1e24)
         weights = self.dropout(F.softmax(scores, dim=-1))
         if self.event_dispatcher.listening:
             self.event_dispatcher.dispatch(AttentionEvent(self, _band(weights, L, C)))
@@ -94,9 +94,9 @@ def _allowed(attn_mask, key_lengths, L: int, S: int, C: int, blocks: int) -> num
     allowed = allowed[None]
     clipped_row, clipped_column = numpy.minimum(row, L - 1), numpy.clip(column, 0, S - 1)
     if not attn_mask.all_ones:
-        allowed = allowed & attn_mask.bool_matrix.numpy()[clipped_row, clipped_column][None]
+        allowed = allowed & attn_mask.bool_matrix.cpu().numpy()[clipped_row, clipped_column][None]
     if not key_lengths.all_ones:
-        lengths = key_lengths.lengths.numpy()[:, None, None, None]
+        lengths = key_lengths.lengths.cpu().numpy()[:, None, None, None]
         allowed = allowed & (clipped_column[None] < lengths)
     return allowed
 
@@ -109,10 +109,10 @@ def _band(weights: Tensor, L: int, C: int) -> Tensor:
     return band.reshape(N, H, blocks * C, C)[:, :, :L]
 
 
-def _as_tensor(array):
+def _as_tensor(array, device):
     from core.creation import tensor
 
-    return tensor(array)
+    return tensor(array, device=device)
 
 
 AttentionRegistry.register(

@@ -25,14 +25,15 @@ class SinusoidalPositionalEncoding(Module):
         super().__init__()
         self.d_model = d_model
 
-    def forward(self, positions) -> Tensor:
-        """``positions``: ints ``(L,)`` -> encodings ``(L, d_model)``."""
+    def forward(self, positions, device=None) -> Tensor:
+        """``positions``: ints ``(L,)`` -> float32 encodings ``(L, d_model)`` on ``device``
+        (default the CPU)."""
         p = numpy.asarray(positions, dtype=numpy.float64)[:, None]
         rates = numpy.exp(-math.log(10000.0) * numpy.arange(0, self.d_model, 2) / self.d_model)
         table = numpy.zeros((p.shape[0], self.d_model))
         table[:, 0::2] = numpy.sin(p * rates)
         table[:, 1::2] = numpy.cos(p * rates)[:, : self.d_model // 2]
-        return tensor(table, dtype="float32")
+        return tensor(table, dtype="float32", device=device)
 
 
 class LearnedPositionalEncoding(Module):
@@ -49,11 +50,14 @@ class LearnedPositionalEncoding(Module):
         self.embedding = Embedding(max_length, d_model)
         init.normal_(self.embedding.weight, 0.0, 0.02)
 
-    def forward(self, positions) -> Tensor:
+    def forward(self, positions, device=None) -> Tensor:
+        """``positions``: ints ``(L,)`` -> encodings ``(L, d_model)`` (on the weight's device;
+        ``device`` is accepted for symmetry with the sinusoidal encoding)."""
         positions = numpy.asarray(positions)
         if positions.size and positions.max() >= self.max_length:
             raise ValueError(
                 f"position {int(positions.max())} is beyond the learned positional encoding's "
                 f"max_length {self.max_length}"
             )
-        return self.embedding(tensor(positions.astype(numpy.int64)))
+        weight = self.embedding.weight
+        return self.embedding(tensor(positions.astype(numpy.int64), device=weight.device))

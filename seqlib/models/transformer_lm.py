@@ -80,7 +80,7 @@ class TransformerLM(PretrainedModel):
         x = self.token_embedding(tokens)
         if self.config.positional_encoding == "sinusoidal":
             x = x * math.sqrt(self.config.d_model)  # keeps tokens on the scale of the PE
-        return x + self.positions(positions).to(x.dtype)
+        return x + self.positions(positions, device=x.device).to(x.dtype)
 
     def forward(self, tokens: Tensor, targets: Tensor | None = None):
         """``(logits, loss)``; ``loss`` is the mean next-token cross-entropy when ``targets``
