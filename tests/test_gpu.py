@@ -186,3 +186,21 @@ def test_every_attention_trains_on_the_gpu_like_on_the_cpu(attention_type, optio
     close(x_gpu.grad, x_cpu.grad, 1e-4)
     for a, b in zip(cpu.parameters(), gpu.parameters()):
         close(b.grad, a.grad, 1e-4)
+
+
+def test_long_recurrent_generation_on_the_gpu_matches_the_parallel_model():
+    from seqlib.models import TransformerLM, TransformerLMConfig
+
+    config = TransformerLMConfig(vocab_size=30, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
+    cpu, gpu = _twins(lambda: TransformerLM(config).eval())
+    tokens = sl.randint(0, 30, (2, 300))
+    with sl.no_grad():
+        parallel = gpu(tokens.cuda())[0]
+        recurrent, state = gpu.recurrent(), None
+        cpu_recurrent, cpu_state = cpu.recurrent(), None
+        for i in range(300):
+            logits, state = recurrent(tokens[:, i].cuda(), state)
+            cpu_logits, cpu_state = cpu_recurrent(tokens[:, i], cpu_state)
+            if i % 37 == 0 or i == 299:
+                close(logits, parallel[:, i].cpu(), 1e-3)
+                close(logits, cpu_logits, 1e-3)
