@@ -100,6 +100,26 @@ __device__ __forceinline__ void seqlib_stage_columns(T (*tile)[SEQLIB_TILE + 1],
     }
 }
 
+// acc[r][c] += sum_t a[t][ty + 16 r] * b[t][tx + 16 c]: one thread's 4 x 4 micro-tile of a
+// 64 x 64 product, over the SLAB rows staged in shared memory.
+template <typename T, int SLAB>
+__device__ __forceinline__ void seqlib_accumulate(T (&acc)[4][4],
+                                                  const T (*a)[SEQLIB_TILE + 1],
+                                                  const T (*b)[SEQLIB_TILE + 1], int tx, int ty) {
+#pragma unroll
+    for (int t = 0; t < SLAB; ++t) {
+        T x[4], w[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) x[r] = a[t][ty + 16 * r];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) w[c] = b[t][tx + 16 * c];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) acc[r][c] += x[r] * w[c];
+    }
+}
+
 // u[b, chunk] = K_chunk^T V_chunk, one 64 x 64 tile (of D x M) per block.
 // grid (B, n_chunks, tiles_D * tiles_M)
 template <typename T, int SLAB>
@@ -112,28 +132,13 @@ __global__ void chunk_states(const T* __restrict__ k, const T* __restrict__ v, T
     const int tiles_m = (M + SEQLIB_TILE - 1) / SEQLIB_TILE;
     const int d0 = (blockIdx.z / tiles_m) * SEQLIB_TILE, m0 = (blockIdx.z % tiles_m) * SEQLIB_TILE;
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    T acc[4][4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[r][c] = T(0);
+    T acc[4][4] = {};
     for (int t0 = 0; t0 < SEQLIB_CHUNK; t0 += SLAB) {
         const int p0 = chunk * SEQLIB_CHUNK + t0;
         seqlib_stage_rows<T, SLAB>(ks, k, b, p0, d0, L, D, reverse);
         seqlib_stage_rows<T, SLAB>(vs, v, b, p0, m0, L, M, reverse);
         __syncthreads();
-#pragma unroll
-        for (int t = 0; t < SLAB; ++t) {
-            T a[4], w[4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) a[r] = ks[t][ty + 16 * r];
-#pragma unroll
-            for (int c = 0; c < 4; ++c) w[c] = vs[t][tx + 16 * c];
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-#pragma unroll
-                for (int c = 0; c < 4; ++c) acc[r][c] += a[r] * w[c];
-        }
+        seqlib_accumulate<T, SLAB>(acc, ks, vs, tx, ty);
         __syncthreads();
     }
     T* out = u + ((b * gridDim.y + chunk) * (long long)D) * M;
@@ -204,28 +209,13 @@ __global__ void chunk_output(const T* __restrict__ q, const T* __restrict__ k,
     const int m0 = blockIdx.z * SEQLIB_TILE;
     const int p0 = chunk * SEQLIB_CHUNK;
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    T acc[4][4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[r][c] = T(0);
+    T acc[4][4] = {};
     // scores = Q K^T over D, SLAB columns at a time
     for (int d0 = 0; d0 < D; d0 += SLAB) {
         seqlib_stage_columns<T, SLAB>(xs, q, b, p0, d0, L, D, reverse);
         seqlib_stage_columns<T, SLAB>(ys, k, b, p0, d0, L, D, reverse);
         __syncthreads();
-#pragma unroll
-        for (int t = 0; t < SLAB; ++t) {
-            T a[4], w[4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) a[r] = xs[t][ty + 16 * r];
-#pragma unroll
-            for (int c = 0; c < 4; ++c) w[c] = ys[t][tx + 16 * c];
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-#pragma unroll
-                for (int c = 0; c < 4; ++c) acc[r][c] += a[r] * w[c];
-        }
+        seqlib_accumulate<T, SLAB>(acc, xs, ys, tx, ty);
         __syncthreads();
     }
 #pragma unroll
@@ -249,18 +239,7 @@ __global__ void chunk_output(const T* __restrict__ q, const T* __restrict__ k,
             ys[r][c] = (d0 + r < D && m0 + c < M) ? state[at] : T(0);
         }
         __syncthreads();
-#pragma unroll
-        for (int t = 0; t < SLAB; ++t) {
-            T a[4], w[4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) a[r] = xs[t][ty + 16 * r];
-#pragma unroll
-            for (int c = 0; c < 4; ++c) w[c] = ys[t][tx + 16 * c];
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-#pragma unroll
-                for (int c = 0; c < 4; ++c) acc[r][c] += a[r] * w[c];
-        }
+        seqlib_accumulate<T, SLAB>(acc, xs, ys, tx, ty);
         __syncthreads();
     }
     // ... + scores V over the chunk's positions
