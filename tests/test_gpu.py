@@ -204,3 +204,23 @@ def test_long_recurrent_generation_on_the_gpu_matches_the_parallel_model():
             if i % 37 == 0 or i == 299:
                 close(logits, parallel[:, i].cpu(), 1e-3)
                 close(logits, cpu_logits, 1e-3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: sl.optim.AdamW(params, lr=1e-2, weight_decay=0.1),
+    lambda params: sl.optim.Adam(params, lr=1e-2, weight_decay=0.05, maximize=True),
+    lambda params: sl.optim.Adam(params, lr=1e-2, amsgrad=True),  # the array-code path
+])
+def test_adam_steps_on_the_gpu_match_the_cpu(make):
+    cpu, gpu = _twins(lambda: sl.nn.Linear(6, 5))
+    x = sl.randn(4, 6)
+    optimizers = [make(m.parameters()) for m in (cpu, gpu)]
+    for _ in range(4):
+        for model, optimizer, inputs in ((cpu, optimizers[0], x), (gpu, optimizers[1], x.cuda())):
+            optimizer.zero_grad()
+            model(inputs).pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(cpu.parameters(), gpu.parameters()):
+        close(b, a, 1e-5)
+    state = optimizers[1].state[next(iter(gpu.parameters()))]
+    assert state["step"] == 4 and state["exp_avg"].__class__.__module__.startswith("cupy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from core.backend import get_array_module
+from kernels.adam import adam_step_cuda
 from seqlib.optim.optimizer import Optimizer
 
 
@@ -47,8 +48,6 @@ class Adam(Optimizer):
         p = param._array
         xp = get_array_module(p)
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        if group["maximize"]:
-            grad = -grad
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p)
@@ -57,6 +56,13 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p)
         state["step"] += 1
         step = state["step"]
+        if xp.__name__ == "cupy" and not group["amsgrad"] and grad.dtype == p.dtype:
+            adam_step_cuda(p, grad, state["exp_avg"], state["exp_avg_sq"], lr=lr, beta1=beta1,
+                           beta2=beta2, eps=eps, weight_decay=group["weight_decay"],
+                           decoupled=self.decoupled, maximize=group["maximize"], step=step)
+            return
+        if group["maximize"]:
+            grad = -grad
         if group["weight_decay"]:
             if self.decoupled:
                 p *= 1 - lr * group["weight_decay"]
