@@ -229,13 +229,13 @@ def _cuda_output(q, k, v, states, reverse: bool, transposed_states: bool = False
 
 
 def _cuda_forward(q, k, v, state):
-    """``(out, final_state, saved)`` on the GPU; ``saved`` holds the chunk states when the
+    """``(out, final_state, saved)`` on the GPU; ``saved`` is the chunk states when the
     chunked kernels ran (the backward pass reuses them), else None."""
     L, D, M = q.shape[1], q.shape[2], v.shape[2]
     if _use_scan(get_array_module(q), q.dtype, L, D, M):
         return (*_scan(q, k, v, state, reverse=False), None)
     states, final = _cuda_states(k, v, state, reverse=False)
-    return _cuda_output(q, k, v, states, reverse=False), final, ("cuda", states)
+    return _cuda_output(q, k, v, states, reverse=False), final, states
 
 
 def _cuda_backward(q, k, v, grad_out, state, grad_final, saved):
@@ -251,10 +251,7 @@ def _cuda_backward(q, k, v, grad_out, state, grad_final, saved):
         dk, _ = _scan(v, grad_out, q, grad_final, reverse=True, transposed_state=True)
         dv, d_state = _scan(k, q, grad_out, grad_final, reverse=True)
         return dq, dk, dv, d_state
-    if saved is not None and saved[0] == "cuda":
-        states = saved[1]
-    else:
-        states, _ = _cuda_states(k, v, state, reverse=False)
+    states = saved if saved is not None else _cuda_states(k, v, state, reverse=False)[0]
     d_states, d_state = _cuda_states(q, grad_out, grad_final, reverse=True)
     dq = _cuda_output(grad_out, v, k, states, reverse=False, transposed_states=True)
     dk = _cuda_output(v, grad_out, q, d_states, reverse=True, transposed_states=True)

@@ -201,7 +201,7 @@ __global__ void chunk_output(const T* __restrict__ q, const T* __restrict__ k,
                              const T* __restrict__ v, const T* __restrict__ s,
                              T* __restrict__ out, int L, int D, int M, int reverse,
                              int transposed_state) {
-    __shared__ T scores[SEQLIB_CHUNK][SEQLIB_CHUNK + 1];
+    __shared__ T scores[SEQLIB_CHUNK][SEQLIB_CHUNK + 1];  // transposed: [column][row]
     __shared__ T xs[SLAB][SEQLIB_TILE + 1];
     __shared__ T ys[SLAB][SEQLIB_TILE + 1];
     const long long b = blockIdx.x;
@@ -223,7 +223,7 @@ __global__ void chunk_output(const T* __restrict__ q, const T* __restrict__ k,
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
             const int row = ty + 16 * r, column = tx + 16 * c;
-            scores[row][column] = column <= row ? acc[r][c] : T(0);
+            scores[column][row] = column <= row ? acc[r][c] : T(0);
             acc[r][c] = T(0);
         }
     // acc = Q S over D ...
@@ -246,18 +246,7 @@ __global__ void chunk_output(const T* __restrict__ q, const T* __restrict__ k,
     for (int t0 = 0; t0 < SEQLIB_CHUNK; t0 += SLAB) {
         seqlib_stage_rows<T, SLAB>(ys, v, b, p0 + t0, m0, L, M, reverse);
         __syncthreads();
-#pragma unroll
-        for (int t = 0; t < SLAB; ++t) {
-            T a[4], w[4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) a[r] = scores[ty + 16 * r][t0 + t];
-#pragma unroll
-            for (int c = 0; c < 4; ++c) w[c] = ys[t][tx + 16 * c];
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-#pragma unroll
-                for (int c = 0; c < 4; ++c) acc[r][c] += a[r] * w[c];
-        }
+        seqlib_accumulate<T, SLAB>(acc, scores + t0, ys, tx, ty);
         __syncthreads();
     }
 #pragma unroll
