@@ -133,6 +133,10 @@ def main(argv=None) -> dict:
     set_threads(args.threads)
     import numpy
 
+    # NOTE: the kernels are timed with the malloc settings that importing seqlib (through
+    # core) gives every user; the kernels alone leave glibc's defaults. SEQLIB_MALLOC_TUNING=0
+    # in the environment measures without them.
+    from core import allocator
     from kernels.causal_product import causal_dot_product, causal_dot_product_backward
 
     try:
@@ -178,6 +182,7 @@ def main(argv=None) -> dict:
             print(memory[-1])
     report = {"benchmark": "causal_dot_product", **machine(args.device), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
+              "malloc_tuned": allocator.tuned,
               "shape": {"H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}
     name = "causal_dot_product_paths" if args.paths and cuda else "causal_dot_product"

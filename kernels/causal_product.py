@@ -44,24 +44,27 @@ def _chunks(array, C: int, xp):
     return xp.ascontiguousarray(array).reshape(B, (L + pad) // C, C, X)
 
 
-def _prefix(u, xp, start=None, reverse: bool = False):
-    """Exclusive prefix sums along the chunk axis: ``S_n = start + sum_{m < n} U_m`` (or over
-    ``m > n`` when reversed). A loop of in-place adds: NumPy's cumsum along a middle axis is
-    strided and several times slower."""
-    n = u.shape[1]
-    s = xp.empty_like(u)
-    order = range(n - 1, -1, -1) if reverse else range(n)
-    previous = None
+def _chunk_states(left, right, start, reverse: bool, xp):
+    """The state entering each chunk, ``S_n = start + sum_{m < n} left_m @ right_m`` (over
+    ``m > n`` when ``reverse``), for ``left (B, n, D, C)`` and ``right (B, n, C, M)``; returns
+    ``(S (B, n, D, M), final (B, D, M))``, ``final`` being the state after the last chunk.
+
+    ``S`` is a view of a chunk-major ``(n, B, D, M)`` array: each chunk's product is written
+    straight into the slot of the chunk after it, then the running sum is one contiguous
+    in-place add per chunk (NumPy's cumsum along a middle axis is several times slower)."""
+    n = left.shape[1]
+    states = xp.empty((n, left.shape[0], left.shape[2], right.shape[-1]), left.dtype)
+    S = states.transpose(1, 0, 2, 3)
+    if reverse:
+        xp.matmul(left[:, 1:], right[:, 1:], out=S[:, :-1])
+        first, last, order, step = n - 1, 0, range(n - 2, -1, -1), 1
+    else:
+        xp.matmul(left[:, :-1], right[:, :-1], out=S[:, 1:])
+        first, last, order, step = 0, n - 1, range(1, n), -1
+    states[first] = 0 if start is None else start
     for i in order:
-        if previous is None:
-            if start is None:
-                s[:, i] = 0
-            else:
-                s[:, i] = start
-        else:
-            xp.add(s[:, previous], u[:, previous], out=s[:, i])
-        previous = i
-    return s
+        states[i] += states[i + step]
+    return S, S[:, last] + left[:, last] @ right[:, last]
 
 
 def _chunk_size(L: int, chunk_size: int | None) -> int:
@@ -72,55 +75,62 @@ def _chunk_size(L: int, chunk_size: int | None) -> int:
 
 
 def _states(q, k, v, C, initial_state, xp):
-    """Chunked operands, per-chunk states ``U``, the state ``S`` entering each chunk, the
-    masked intra-chunk scores ``P`` and the mask."""
+    """``((Q, K, V, S, P, mask), final_state)``: the chunked operands, the state entering each
+    chunk, the masked intra-chunk scores and the mask (what the backward pass needs)."""
     Q, K, V = _chunks(q, C, xp), _chunks(k, C, xp), _chunks(v, C, xp)
-    Kt = xp.ascontiguousarray(K.swapaxes(-1, -2))  # (B, n, D, C); GEMMs on views are slower
-    U = Kt @ V  # (B, n, D, M): what each chunk adds to the state
-    S = _prefix(U, xp, initial_state)
+    # NOTE: a transposed view as the right operand halves batched-GEMM speed; copy those
+    Kt = xp.ascontiguousarray(K.swapaxes(-1, -2))  # (B, n, D, C)
+    S, final = _chunk_states(Kt, V, initial_state, False, xp)
     mask = xp.tril(xp.ones((C, C), q.dtype))
     P = Q @ Kt  # (B, n, C, C)
     P *= mask
-    return Q, K, V, U, S, P, mask
+    return (Q, K, V, S, P, mask), final
 
 
-def _forward_block(q, k, v, initial_state, C, keep: bool = False):
+def _sum_of_products(a, b, c, d, out, L: int, xp):
+    """``a @ b + c @ d`` over ``(B, n, C, *)`` chunks, returned as ``(B, L, X)``. Computed
+    straight into ``out`` (a ``(B, L, X)`` view of the caller's result, or None) when L fills
+    the chunks, else into scratch, which ``_run_blocks`` copies because it is not ``out``."""
+    B, n, C = a.shape[:3]
+    shape = (B, n, C, b.shape[-1])
+    in_place = out is not None and n * C == L
+    target = out.reshape(shape) if in_place else xp.empty(shape, a.dtype)
+    xp.matmul(a, b, out=target)
+    target += c @ d
+    return out if in_place else target.reshape(B, n * C, -1)[:, :L]
+
+
+def _forward_block(q, k, v, initial_state, C, outs=(None, None), keep: bool = False):
     """The forward pass on ``(B, L, *)`` blocks; returns ``(out (B, L, M), final (B, D, M))``
-    and, if ``keep``, the chunked operands and states for the backward pass."""
+    and, if ``keep``, what the backward pass needs. ``outs``: where to write ``out`` (see
+    ``_sum_of_products``)."""
     xp = get_array_module(q)
-    L = q.shape[1]
-    states = _states(q, k, v, C, initial_state, xp)
-    Q, K, V, U, S, P, _ = states
-    O = Q @ S
-    O += P @ V
-    result = (O.reshape(O.shape[0], -1, O.shape[-1])[:, :L], S[:, -1] + U[:, -1])
-    return (*result, states) if keep else result
+    states, final = _states(q, k, v, C, initial_state, xp)
+    Q, _, V, S, P, _ = states
+    out = _sum_of_products(Q, S, P, V, outs[0], q.shape[1], xp)
+    return (out, final, states) if keep else (out, final)
 
 
-def _backward_block(q, k, v, grad_out, initial_state, grad_final_state, C, states=None):
+def _backward_block(q, k, v, grad_out, initial_state, grad_final_state, C,
+                    outs=(None,) * 4, states=None):
     """The backward pass on ``(B, L, *)`` blocks; returns ``(dq, dk, dv, d_initial_state)``.
-    ``states`` from ``_forward_block(keep=True)`` saves recomputing them."""
+    ``states`` from ``_forward_block(keep=True)`` saves recomputing them; ``outs`` as for
+    ``_forward_block``."""
     xp = get_array_module(q)
     L = q.shape[1]
     if states is None:
-        states = _states(q, k, v, C, initial_state, xp)
-    Q, K, V, U, S, P, mask = states
+        states = _states(q, k, v, C, initial_state, xp)[0]
+    Q, K, V, S, P, mask = states
     dO = _chunks(grad_out, C, xp)
-    G = Q.swapaxes(-1, -2) @ dO  # (B, n, D, M)
-    dS = _prefix(G, xp, grad_final_state, reverse=True)
-    # NOTE: a transposed view as the right operand halves batched-GEMM speed; copy those
-    transposed = (xp.ascontiguousarray(x.swapaxes(-1, -2)) for x in (V, S, dS))
-    Vt, St, dSt = transposed
+    # the gradient of the state entering each chunk: the later chunks' Q^T dO, summed
+    dS, d_initial = _chunk_states(Q.swapaxes(-1, -2), dO, grad_final_state, True, xp)
+    Vt, St, dSt = (xp.ascontiguousarray(x.swapaxes(-1, -2)) for x in (V, S, dS))
     dP = dO @ Vt  # (B, n, C, C)
     dP *= mask
-    dQ = dO @ St
-    dQ += dP @ K
-    dK = V @ dSt
-    dK += dP.swapaxes(-1, -2) @ Q
-    dV = K @ dS
-    dV += P.swapaxes(-1, -2) @ dO
-    grads = tuple(g.reshape(g.shape[0], -1, g.shape[-1])[:, :L] for g in (dQ, dK, dV))
-    return (*grads, dS[:, 0] + G[:, 0])
+    dQ = _sum_of_products(dO, St, dP, K, outs[0], L, xp)
+    dK = _sum_of_products(V, dSt, dP.swapaxes(-1, -2), Q, outs[1], L, xp)
+    dV = _sum_of_products(K, dS, P.swapaxes(-1, -2), dO, outs[2], L, xp)
+    return dQ, dK, dV, d_initial
 
 
 # ---- CUDA: a register-state scan for short sequences, three chunked kernels otherwise -------
@@ -285,24 +295,41 @@ def _rows(array):
     return None if array is None else array.reshape(-1, *array.shape[2:])
 
 
+def _row_view(array):
+    """``array (n, h, L, X)`` as ``(n * h, L, X)`` with contiguous rows, without copying, or
+    None where that takes a copy (a head slice of a batch of several)."""
+    n, h, L, X = array.shape
+    rows, item = array.strides[-2:]
+    if array.strides[0] != h * array.strides[1] or rows != X * item or item != array.itemsize:
+        return None
+    return array.reshape(n * h, L, X)
+
+
 def _run_blocks(function, arrays: list, optional: list, slices: list, outputs: list,
                 extras=None) -> list:
     """Run ``function`` on ``(n*h, ...)`` row blocks of the ``(N, H, ...)`` ``arrays`` (and
     ``optional`` ones, which may be None) in a thread pool: NumPy releases the GIL inside
-    matmul and copies, so the cores share the many small GEMMs and the layout copies. The
-    first ``len(outputs)`` results of each block are written into the ``(N, H, ...)``
-    ``outputs`` in the worker; the remaining results come back, one tuple per slice.
-    ``extras`` gives one more argument per slice."""
+    matmul and copies, so the cores share the many small GEMMs and the layout copies.
+
+    ``function`` gets ``outs=``, per output a ``(n*h, ...)`` view of the block's part of it
+    (None where the part has no such view) to write its result into; the first
+    ``len(outputs)`` results of each block that are not those views are copied into the
+    ``(N, H, ...)`` ``outputs`` in the worker; the remaining results come back, one tuple per
+    slice. ``extras`` gives one more argument per slice."""
     global _pool
     extras = [None] * len(slices) if extras is None else extras
 
     def call(where, extra):
         args = [_rows(a[where]) for a in arrays] + [
             None if o is None else _rows(o[where]) for o in optional]
-        results = function(*args) if extra is None else function(*args, extra)
-        for target, result in zip(outputs, results):
-            part = target[where]
-            part[...] = result.reshape(part.shape)
+        parts = [target[where] for target in outputs]
+        views = [_row_view(part) for part in parts]
+        if extra is not None:
+            args.append(extra)
+        results = function(*args, outs=views)
+        for part, view, result in zip(parts, views, results):
+            if result is not view:
+                part[...] = result.reshape(part.shape)
         return results[len(outputs):]
 
     if len(slices) == 1:
@@ -348,8 +375,9 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
     else:
         slices = _slices(xp, N, H)
         out, final = xp.empty((N, H, L, M), q.dtype), xp.empty((N, H, D, M), q.dtype)
-        parts = _run_blocks(lambda q, k, v, s: _forward_block(q, k, v, s, C, keep_for_backward),
-                            [q, k, v], [initial_state], slices, [out, final])
+        parts = _run_blocks(
+            lambda q, k, v, s, outs: _forward_block(q, k, v, s, C, outs, keep_for_backward),
+            [q, k, v], [initial_state], slices, [out, final])
         if keep_for_backward:
             saved = (C, slices, [p[0] for p in parts])
     results = (out,)
@@ -413,7 +441,7 @@ def causal_dot_product_backward(q, k, v, grad_out, initial_state=None, grad_fina
         dq, dk, dv = (xp.empty(a.shape, q.dtype) for a in (q, k, v))
         d_state = xp.empty((N, H, D, M), q.dtype)
         _run_blocks(
-            lambda q, k, v, g, s, gs, *st: _backward_block(q, k, v, g, s, gs, C, *st),
+            lambda q, k, v, g, s, gs, *st, outs: _backward_block(q, k, v, g, s, gs, C, outs, *st),
             [q, k, v, grad_out], [initial_state, grad_final_state], slices,
             [dq, dk, dv, d_state], states)
     return (dq, dk, dv, d_state) if with_state else (dq, dk, dv)
