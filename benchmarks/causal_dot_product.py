@@ -75,7 +75,30 @@ def _cases(q, k, v, g, C, torch, device: str = "cpu") -> dict:
                                            device, torch)
     cases["torch forward+backward"] = _synchronized(
         lambda: torch_chunked(torch, *leaves, C).backward(tg), device, torch)
+    fast = _fast_transformers()
+    if fast is not None:
+        cases["fast-transformers forward"] = _synchronized(lambda: fast(tq, tk, tv), device, torch)
+        cases["fast-transformers forward+backward"] = _synchronized(
+            lambda: fast(*leaves).backward(tg), device, torch)
     return cases
+
+
+def _version(distribution: str):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _fast_transformers():
+    """fast-transformers' own causal product (its C++ or CUDA kernel), or None."""
+    try:
+        from fast_transformers.causal_product import causal_dot_product
+    except ImportError:
+        return None
+    return causal_dot_product
 
 
 def _with_scan_limit(function, limit: int, *arrays):
@@ -162,6 +185,9 @@ def main(argv=None) -> dict:
                     if f"torch {kind}" in times:
                         row[f"ratio {kind}"] = round(
                             times[f"seqlib {kind}"] / times[f"torch {kind}"], 3)
+                    if f"fast-transformers {kind}" in times:
+                        row[f"ratio to fast-transformers {kind}"] = round(
+                            times[f"seqlib {kind}"] / times[f"fast-transformers {kind}"], 3)
                 rows.append(row)
                 print(row)
     if args.paths and cuda:
@@ -180,8 +206,10 @@ def main(argv=None) -> dict:
             memory.append({"L": L, "peak_MB": round(peak / 2**20, 1),
                            "peak_over_inputs": round(peak / inputs, 2)})
             print(memory[-1])
+    fast = _fast_transformers() if torch is not None else None
     report = {"benchmark": "causal_dot_product", **machine(args.device), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
+              "fast_transformers": None if fast is None else _version("pytorch-fast-transformers"),
               "malloc_tuned": allocator.tuned,
               "shape": {"H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from kernels._backend import get_array_module
+from kernels._backend import check_same_device, get_array_module
 
 DEFAULT_CHUNK = 64
 
@@ -357,6 +357,7 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
         ``out (N, H, L, M)``, then ``final_state (N, H, D, M)`` if asked for, then ``saved`` if
         asked for.
     """
+    check_same_device("causal_dot_product", q=q, k=k, v=v, initial_state=initial_state)
     _check(q, k, v, "causal_dot_product")
     xp = get_array_module(q, k, v)
     N, H, L, D = q.shape
@@ -409,6 +410,8 @@ def causal_dot_product_backward(q, k, v, grad_out, initial_state=None, grad_fina
         ``(grad_q, grad_k, grad_v)``, plus ``grad_initial_state`` when ``initial_state`` or
         ``grad_final_state`` is given.
     """
+    check_same_device("causal_dot_product_backward", q=q, k=k, v=v, grad_out=grad_out,
+                      initial_state=initial_state, grad_final_state=grad_final_state)
     _check(q, k, v, "causal_dot_product_backward")
     if grad_out.shape != v.shape:
         raise ValueError(

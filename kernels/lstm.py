@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernels._backend import get_array_module
+from kernels._backend import check_same_device, get_array_module
 
 
 def _to_internal(array, axis: int):
@@ -71,6 +71,7 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
     Returns:
         ``(output (L, N, H), h_n (N, H), c_n (N, H), cache)``; output is zero at padded steps.
     """
+    _check_forward(x_proj, w_hh, h0, c0, lengths)
     xp = get_array_module(x_proj, w_hh)
     L, N, G = x_proj.shape
     H = G // 4
@@ -97,6 +98,27 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
         outputs = outputs[::-1]
     cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse, gate_order)
     return xp.ascontiguousarray(outputs), hs[L].copy(), cs[L].copy(), cache
+
+
+def _check_forward(x_proj, w_hh, h0, c0, lengths):
+    """Clear errors for inputs the recurrence would otherwise trip over deep inside NumPy."""
+    check_same_device("lstm_forward", x_proj=x_proj, w_hh=w_hh, h0=h0, c0=c0)
+    if x_proj.ndim != 3 or x_proj.shape[2] == 0 or x_proj.shape[2] % 4:
+        raise ValueError(f"lstm_forward: x_proj must be (L, N, 4H) with H >= 1, got shape "
+                         f"{x_proj.shape}")
+    L, N, G = x_proj.shape
+    H = G // 4
+    for name, array, shape in (("w_hh", w_hh, (G, H)), ("h0", h0, (N, H)), ("c0", c0, (N, H))):
+        if tuple(array.shape) != shape:
+            raise ValueError(f"lstm_forward: {name} must be {shape} for x_proj of shape "
+                             f"{x_proj.shape}, got {tuple(array.shape)}")
+    dtypes = [a.dtype for a in (x_proj, w_hh, h0, c0)]
+    if len(set(dtypes)) > 1 or x_proj.dtype.kind != "f":
+        raise TypeError("lstm_forward: x_proj, w_hh, h0 and c0 must share one float dtype, got "
+                        + ", ".join(str(d) for d in dtypes))
+    if lengths is not None and getattr(lengths, "size", len(lengths)) != N:
+        raise ValueError(f"lstm_forward: lengths must hold one length per sequence ({N}), got "
+                         f"{getattr(lengths, 'size', len(lengths))}")
 
 
 def _forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks):
@@ -144,11 +166,17 @@ def lstm_backward(grad_output, grad_h_n, grad_c_n, cache: LSTMCache):
         ``(grad_x_proj (L, N, 4H), grad_w_hh (4H, H), grad_h0 (N, H), grad_c0 (N, H))``, gates in
         PyTorch's order.
     """
-    xp = get_array_module(grad_output)
     gates, hs = cache.gates, cache.hs
+    check_same_device("lstm_backward", grad_output=grad_output, grad_h_n=grad_h_n,
+                      grad_c_n=grad_c_n, cache=gates)
+    xp = get_array_module(grad_output)
     L, N, G = gates.shape
     H = G // 4
     dtype = gates.dtype
+    for name, array, shape in (("grad_output", grad_output, (L, N, H)),
+                               ("grad_h_n", grad_h_n, (N, H)), ("grad_c_n", grad_c_n, (N, H))):
+        if array is not None and tuple(array.shape) != shape:
+            raise ValueError(f"lstm_backward: {name} must be {shape}, got {tuple(array.shape)}")
     grad_output = grad_output[::-1] if cache.reverse else grad_output
     dh = xp.zeros((N, H), dtype) if grad_h_n is None else grad_h_n.astype(dtype, copy=True)
     dc = xp.zeros((N, H), dtype) if grad_c_n is None else grad_c_n.astype(dtype, copy=True)

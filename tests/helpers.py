@@ -43,3 +43,21 @@ def away_from(values, points=(0.0,), gap=0.05):
         close = numpy.abs(values - p) < gap
         values[close] = p + gap * numpy.where(values[close] >= p, 1, -1) * 2
     return values
+
+
+class _FakeGPUArray(numpy.ndarray):
+    """A NumPy array that kernels._backend takes for a CuPy array on GPU 0 (see fake_gpu)."""
+
+    class device:  # noqa: N801 - mirrors cupy.ndarray.device
+        id = 0
+
+
+def fake_gpu(monkeypatch):
+    """Make ``kernels`` believe CuPy is present, for checking that mixed NumPy/CuPy inputs are
+    refused on a machine without a GPU; returns a function that marks an array as on GPU 0."""
+    import types
+
+    from kernels import _backend
+
+    monkeypatch.setattr(_backend, "cupy", types.SimpleNamespace(ndarray=_FakeGPUArray))
+    return lambda array: array.view(_FakeGPUArray)

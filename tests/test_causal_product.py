@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from helpers import fake_gpu
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -118,6 +119,20 @@ def test_kernel_errors_name_the_argument():
         kernels.causal_dot_product_backward(q, q, q, q[:, :, :2])
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         kernels.causal_dot_product(q, q, q, chunk_size=0)
+    with pytest.raises(TypeError, match="k must be a NumPy or CuPy array, got list"):
+        kernels.causal_dot_product(q, q.tolist(), q)
+
+
+def test_kernel_refuses_mixed_devices(monkeypatch):
+    on_gpu = fake_gpu(monkeypatch)
+    q = numpy.zeros((1, 1, 4, 3), numpy.float32)
+    with pytest.raises(TypeError, match="one device, got q on cpu, k on cpu, v on cuda:0"):
+        kernels.causal_dot_product(q, q, on_gpu(q))
+    with pytest.raises(TypeError, match="grad_out on cuda:0"):
+        kernels.causal_dot_product_backward(q, q, q, on_gpu(q))
+    state = numpy.zeros((1, 1, 3, 3), numpy.float32)
+    with pytest.raises(TypeError, match="initial_state on cuda:0"):
+        kernels.causal_dot_product(q, q, q, initial_state=on_gpu(state))
 
 
 @pytest.mark.parametrize("with_state", [False, True])

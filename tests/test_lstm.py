@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from helpers import fake_gpu
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -242,6 +243,35 @@ def test_lstm_errors_name_the_problem():
         model(sl.randn(2, 2, 3), lengths=[1])
     with pytest.raises(NotImplementedError, match="proj_size"):
         nn.LSTM(3, 4, proj_size=2)
+
+
+def test_lstm_kernel_errors_name_the_argument(monkeypatch):
+    x = numpy.zeros((3, 2, 8), numpy.float32)
+    w, h = numpy.zeros((8, 2), numpy.float32), numpy.zeros((2, 2), numpy.float32)
+    with pytest.raises(ValueError, match=r"x_proj must be \(L, N, 4H\) with H >= 1, got shape "
+                                         r"\(3, 2, 7\)"):
+        kernels.lstm_forward(x[..., :7], w, h, h)
+    with pytest.raises(ValueError, match=r"w_hh must be \(8, 2\) .* got \(2, 8\)"):
+        kernels.lstm_forward(x, w.T, h, h)
+    with pytest.raises(ValueError, match=r"c0 must be \(2, 2\) .* got \(1, 2\)"):
+        kernels.lstm_forward(x, w, h, h[:1])
+    with pytest.raises(TypeError, match="share one float dtype, got float32, float64"):
+        kernels.lstm_forward(x, w.astype(numpy.float64), h, h)
+    with pytest.raises(ValueError, match=r"one length per sequence \(2\), got 3"):
+        kernels.lstm_forward(x, w, h, h, lengths=numpy.array([1, 2, 3]))
+    with pytest.raises(TypeError, match="h0 must be a NumPy or CuPy array, got list"):
+        kernels.lstm_forward(x, w, h.tolist(), h)
+    *_, cache = kernels.lstm_forward(x, w, h, h)
+    with pytest.raises(ValueError, match=r"grad_output must be \(3, 2, 2\), got \(2, 2, 2\)"):
+        kernels.lstm_backward(numpy.zeros((2, 2, 2), numpy.float32), None, None, cache)
+    with pytest.raises(ValueError, match=r"grad_c_n must be \(2, 2\), got \(2, 3\)"):
+        kernels.lstm_backward(numpy.zeros((3, 2, 2), numpy.float32), None,
+                              numpy.zeros((2, 3), numpy.float32), cache)
+    on_gpu = fake_gpu(monkeypatch)
+    with pytest.raises(TypeError, match="one device, got x_proj on cpu, w_hh on cuda:0"):
+        kernels.lstm_forward(x, on_gpu(w), h, h)
+    with pytest.raises(TypeError, match="grad_output on cuda:0, cache on cpu"):
+        kernels.lstm_backward(on_gpu(numpy.zeros((3, 2, 2), numpy.float32)), None, None, cache)
 
 
 def test_lstm_cell_matches_one_step_of_lstm():
