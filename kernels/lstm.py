@@ -55,7 +55,7 @@ def _step_masks(xp, lengths, L: int, N: int, reverse: bool):
 
 
 def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
-                 gate_order: str = "ifgo"):
+                 gate_order: str = "ifgo", *, scratch: bool = False):
     """Run the recurrence over all steps.
 
     Args:
@@ -68,6 +68,10 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
         gate_order: "ifgo" (PyTorch's, for ``x_proj`` and ``w_hh``) or "ifog" (the kernel's own,
             which saves reordering the big ``x_proj``; ``lstm_backward`` then returns
             ``grad_x_proj`` and ``grad_w_hh`` in that order too).
+        scratch: ``x_proj`` (in "ifog" order) is the caller's own buffer, already multiplied
+            by ``gate_scale``: the recurrence then runs in it (overwriting it) instead of in a
+            scaled copy. ``nn.LSTM`` folds the scale into its weights, sparing a pass over
+            ``(L, N, 4H)``. Gradients are those of the unscaled ``x_proj``, as without it.
     Returns:
         ``(output (L, N, H), h_n (N, H), c_n (N, H), cache)``; output is zero at padded steps.
     """
@@ -79,25 +83,41 @@ def lstm_forward(x_proj, w_hh, h0, c0, lengths=None, reverse: bool = False,
     if gate_order not in ("ifgo", "ifog"):
         raise ValueError(f"lstm_forward: gate_order must be 'ifgo' or 'ifog', got {gate_order!r}")
     masks = _step_masks(xp, lengths, L, N, reverse)
+    if scratch and gate_order != "ifog":
+        raise ValueError("lstm_forward: scratch=True needs x_proj in gate_order 'ifog'")
     if gate_order == "ifgo":
         x_proj, w_hh = _to_internal(x_proj, 2), _to_internal(w_hh, 0)
     if reverse:
         x_proj = x_proj[::-1]
     w_t = w_hh.T.copy()  # (H, 4H); a copy even when the transpose is contiguous (H = 1)
-    gates = xp.empty((L, N, G), dtype)
+    if not scratch:
+        gates = xp.empty((L, N, G), dtype)
+        xp.multiply(x_proj, gate_scale(xp, G, dtype), out=gates)
+    else:  # reversed, it is copied once into processing order
+        gates = xp.ascontiguousarray(x_proj)
     hs = xp.empty((L + 1, N, H), dtype)
     cs = xp.empty((L + 1, N, H), dtype)
     tanh_cs = xp.empty((L, N, H), dtype)
     hs[0], cs[0] = h0, c0
     if xp.__name__ == "cupy":
-        _cuda_forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks)
+        _cuda_forward_loop(w_t, gates, hs, cs, tanh_cs, masks)
     else:
-        _forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks)
+        _forward_loop(w_t, gates, hs, cs, tanh_cs, masks)
     outputs = hs[1:] if masks is None else hs[1:] * masks
     if reverse:
         outputs = outputs[::-1]
     cache = LSTMCache(gates, hs, cs, tanh_cs, w_hh, masks, reverse, gate_order)
     return xp.ascontiguousarray(outputs), hs[L].copy(), cs[L].copy(), cache
+
+
+def gate_scale(xp, G: int, dtype):
+    """``(4H,)``: what the kernel multiplies ``x_proj`` (in "ifog" order) by before the
+    recurrence on this array module: on the CPU 0.5 on the i, f, o blocks (it takes sigmoid(x)
+    as 0.5 tanh(x / 2) + 0.5, one tanh call for all four gates), on CUDA ones."""
+    scale = xp.ones(G, dtype)
+    if xp.__name__ != "cupy":
+        scale[: 3 * (G // 4)] = 0.5
+    return scale
 
 
 def _check_forward(x_proj, w_hh, h0, c0, lengths):
@@ -121,16 +141,13 @@ def _check_forward(x_proj, w_hh, h0, c0, lengths):
                          f"{getattr(lengths, 'size', len(lengths))}")
 
 
-def _forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks):
+def _forward_loop(w_t, gates, hs, cs, tanh_cs, masks):
     """The CPU recurrence: one GEMM into a hot scratch buffer and in-place gate math a step."""
-    xp = get_array_module(x_proj)
+    xp = get_array_module(gates)
     L, N, G = gates.shape
     H = G // 4
-    # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5: fold the inner 0.5 into W_hh once, and into
-    # x_proj while copying it into the gate buffer (one pass), which then gains h @ W_hh^T
-    scale = xp.ones(G, gates.dtype)
-    scale[: 3 * H] = 0.5
-    xp.multiply(x_proj, scale, out=gates)
+    # sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5: the gate buffer holds x_proj with the inner 0.5
+    # applied (gate_scale); fold it into W_hh once too, then each step adds h @ W_hh^T
     w_t[:, : 3 * H] *= 0.5
     product = xp.empty((N, G), gates.dtype)
     scratch = xp.empty((N, H), gates.dtype)
@@ -325,14 +342,13 @@ def _active_rows(xp, masks, L: int):
     return _pointers(rows), numpy.int32(1), rows
 
 
-def _cuda_forward_loop(x_proj, w_t, gates, hs, cs, tanh_cs, masks):
+def _cuda_forward_loop(w_t, gates, hs, cs, tanh_cs, masks):
     """Per step: one cuBLAS GEMM adding ``h @ W_hh^T`` to the step's gate buffer (prefilled with
     ``x_proj``), then one fused kernel for the gate math and the state update. Everything a
     step passes is a precomputed pointer."""
-    xp = get_array_module(x_proj)
+    xp = get_array_module(gates)
     L, N, G = gates.shape
     H = G // 4
-    gates[...] = x_proj
     w_t = xp.ascontiguousarray(w_t)
     gemm = _Gemm(gates.dtype)
     kernel, grid, block, sizes = _step_kernel("lstm_step_forward", gates.dtype, N, H)

@@ -111,6 +111,29 @@ def test_backward_in_blocks_of_steps_equals_one_block(monkeypatch, chunk_steps, 
         numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_kernel_scratch_mode_equals_the_copying_mode(reverse):
+    rng = numpy.random.default_rng(5)
+    L, N, H = 5, 3, 4
+    x_proj, w = rng.standard_normal((L, N, 4 * H)), rng.standard_normal((4 * H, H))
+    h, c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    lengths = numpy.array([5, 2, 0])
+    expected = kernels.lstm_forward(x_proj, w, h, c, lengths, reverse, gate_order="ifog")
+    scale = kernels.lstm.gate_scale(numpy, 4 * H, x_proj.dtype)
+    assert scale.tolist() == [0.5] * 3 * H + [1.0] * H
+    buffer = x_proj * scale
+    got = kernels.lstm_forward(buffer, w, h, c, lengths, reverse, gate_order="ifog",
+                               scratch=True)
+    for a, b in zip(got[:3], expected[:3]):
+        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    grads = [rng.standard_normal(shape) for shape in ((L, N, H), (N, H), (N, H))]
+    for a, b in zip(kernels.lstm_backward(*grads, got[3]),
+                    kernels.lstm_backward(*grads, expected[3])):
+        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="scratch=True needs x_proj in gate_order 'ifog'"):
+        kernels.lstm_forward(buffer, w, h, c, scratch=True)
+
+
 def test_kernel_float32_stays_float32():
     x_proj = numpy.zeros((3, 2, 8), numpy.float32)
     out, h, c, cache = kernels.lstm_forward(x_proj, numpy.zeros((8, 2), numpy.float32),

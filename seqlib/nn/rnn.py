@@ -29,16 +29,24 @@ class LSTMLayer(Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse):
         L, N, features = x.shape
-        # NOTE: the kernel keeps gates as i, f, o, g; reordering the small weights here spares
-        # reordering the (L, N, 4H) projections and their gradient.
+        xp = kernels.lstm.get_array_module(x)
+        # NOTE: the kernel keeps gates as i, f, o, g and wants its gate scale applied; folding
+        # both into the small weights spares passes over the (L, N, 4H) projections, and a
+        # column of ones puts the bias inside the GEMM too (one pass fewer again)
         w_ih = _swap_gates(w_ih)
-        x_proj = x.reshape(L * N, features) @ w_ih.T  # (L*N, 4H): one GEMM for every step
+        scale = kernels.lstm.gate_scale(xp, w_ih.shape[0], x.dtype)[:, None]
+        inputs = x.reshape(L * N, features)
         if b_ih is not None:
-            x_proj += _swap_gates(b_ih + b_hh)
+            inputs = xp.concatenate([inputs, xp.ones((L * N, 1), x.dtype)], axis=1)
+            weight = xp.concatenate([w_ih, _swap_gates(b_ih + b_hh)[:, None]], axis=1)
+        else:
+            weight = w_ih
+        x_proj = inputs @ (weight * scale).T  # (L*N, 4H): one GEMM for every step
         output, h_n, c_n, cache = kernels.lstm_forward(
             x_proj.reshape(L, N, -1), _swap_gates(w_hh), h0, c0, lengths, reverse,
-            gate_order="ifog")
-        ctx.save_for_backward(x)
+            gate_order="ifog", scratch=True)
+        ctx.save_for_backward(x)  # checked for in-place changes even where unused
+        ctx.inputs = inputs if b_ih is not None else None  # x with the column of ones
         ctx.w_ih = w_ih
         ctx.cache = cache
         return output, h_n, c_n
@@ -49,11 +57,16 @@ class LSTMLayer(Function):
         grad_x_proj, grad_w_hh, grad_h0, grad_c0 = kernels.lstm_backward(
             grad_output, grad_h_n, grad_c_n, ctx.cache)
         L, N, features = x.shape
+        inputs = x.reshape(L * N, features) if ctx.inputs is None else ctx.inputs
         flat = grad_x_proj.reshape(L * N, -1)  # (L*N, 4H), gates i, f, o, g
         need = ctx.needs_input_grad
         grad_x = (flat @ ctx.w_ih).reshape(x.shape) if need[0] else None
-        grad_w_ih = _swap_gates(flat.T @ x.reshape(L * N, features)) if need[1] else None
-        grad_bias = _swap_gates(flat.sum(axis=0)) if need[3] or need[4] else None
+        grad_w_ih = grad_bias = None
+        if need[1] or need[3] or need[4]:  # the bias gradient is the ones column's
+            grad_weight = _swap_gates(flat.T @ inputs)
+            grad_w_ih = grad_weight[:, :features].copy() if need[1] else None
+            if grad_weight.shape[1] > features:
+                grad_bias = grad_weight[:, features].copy()
         return (grad_x, grad_w_ih, _swap_gates(grad_w_hh), grad_bias, grad_bias, grad_h0, grad_c0,
                 None, None)
 
