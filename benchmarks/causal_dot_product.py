@@ -49,8 +49,9 @@ def _synchronized(fn, device: str, torch=None):
     return lambda: (fn(), cupy.cuda.get_current_stream().synchronize())
 
 
-def _cases(q, k, v, g, C, torch, device: str = "cpu") -> dict:
-    """The timed callables for one shape and chunk size (torch's only if it is importable)."""
+def _cases(q, k, v, g, C, torch, device: str = "cpu", fast=None) -> dict:
+    """The timed callables for one shape and chunk size (torch's only if it is importable;
+    ``fast``: fast-transformers' causal product, if installed)."""
     from kernels.causal_product import causal_dot_product, causal_dot_product_backward
 
     arrays = (q, k, v, g)
@@ -75,7 +76,6 @@ def _cases(q, k, v, g, C, torch, device: str = "cpu") -> dict:
                                            device, torch)
     cases["torch forward+backward"] = _synchronized(
         lambda: torch_chunked(torch, *leaves, C).backward(tg), device, torch)
-    fast = _fast_transformers()
     if fast is not None:
         cases["fast-transformers forward"] = _synchronized(lambda: fast(tq, tk, tv), device, torch)
         cases["fast-transformers forward+backward"] = _synchronized(
@@ -169,6 +169,7 @@ def main(argv=None) -> dict:
     except ImportError:
         torch = None
         print("torch is not installed: timing seqlib only")
+    fast = _fast_transformers() if torch is not None else None
     rng = numpy.random.default_rng(0)
     cuda = args.device.startswith("cuda")
     rows = []
@@ -177,7 +178,7 @@ def main(argv=None) -> dict:
             shape = (N, args.heads, L, args.dim)
             q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
             for C in args.chunks:
-                cases = _cases(q, k, v, g, C, torch, args.device)
+                cases = _cases(q, k, v, g, C, torch, args.device, fast)
                 times = alternate(cases, args.repeat, cuda=cuda)
                 row = {"N": N, "L": L, "chunk": C,
                        **{name: round(ms, 4) for name, ms in times.items()}}
@@ -206,7 +207,6 @@ def main(argv=None) -> dict:
             memory.append({"L": L, "peak_MB": round(peak / 2**20, 1),
                            "peak_over_inputs": round(peak / inputs, 2)})
             print(memory[-1])
-    fast = _fast_transformers() if torch is not None else None
     report = {"benchmark": "causal_dot_product", **machine(args.device), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
               "fast_transformers": None if fast is None else _version("pytorch-fast-transformers"),

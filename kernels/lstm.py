@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy
+
 from kernels._backend import check_same_device, get_array_module
 
 
@@ -136,9 +138,9 @@ def _check_forward(x_proj, w_hh, h0, c0, lengths):
     if len(set(dtypes)) > 1 or x_proj.dtype.kind != "f":
         raise TypeError("lstm_forward: x_proj, w_hh, h0 and c0 must share one float dtype, got "
                         + ", ".join(str(d) for d in dtypes))
-    if lengths is not None and getattr(lengths, "size", len(lengths)) != N:
+    if lengths is not None and numpy.size(lengths) != N:
         raise ValueError(f"lstm_forward: lengths must hold one length per sequence ({N}), got "
-                         f"{getattr(lengths, 'size', len(lengths))}")
+                         f"{numpy.size(lengths)}")
 
 
 def _forward_loop(w_t, gates, hs, cs, tanh_cs, masks):

@@ -282,6 +282,8 @@ def test_lstm_kernel_errors_name_the_argument(monkeypatch):
         kernels.lstm_forward(x, w.astype(numpy.float64), h, h)
     with pytest.raises(ValueError, match=r"one length per sequence \(2\), got 3"):
         kernels.lstm_forward(x, w, h, h, lengths=numpy.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"one length per sequence \(2\), got 1"):
+        kernels.lstm_forward(x, w, h, h, lengths=numpy.array(3))
     with pytest.raises(TypeError, match="h0 must be a NumPy or CuPy array, got list"):
         kernels.lstm_forward(x, w, h.tolist(), h)
     *_, cache = kernels.lstm_forward(x, w, h, h)
