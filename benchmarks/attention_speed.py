@@ -122,7 +122,7 @@ def plot(layers: list, generation: list, device: str) -> list:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed (pip install seqlib[bench]): no plots")
+        print("matplotlib is not installed (pip install '.[bench]'): no plots")
         return []
     paths = []
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))

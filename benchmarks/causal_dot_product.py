@@ -52,7 +52,7 @@ def _synchronized(fn, device: str, torch=None):
 def _cases(q, k, v, g, C, torch, device: str = "cpu", fast=None) -> dict:
     """The timed callables for one shape and chunk size (torch's only if it is importable;
     ``fast``: fast-transformers' causal product, if installed)."""
-    from kernels.causal_product import causal_dot_product, causal_dot_product_backward
+    from seqlib.kernels.causal_product import causal_dot_product, causal_dot_product_backward
 
     arrays = (q, k, v, g)
     if device.startswith("cuda"):
@@ -103,7 +103,7 @@ def _fast_transformers():
 
 def _with_scan_limit(function, limit: int, *arrays):
     """``function(*arrays)`` run with the scan's length limit set to ``limit``."""
-    from kernels import causal_product
+    from seqlib.kernels import causal_product
 
     def run():
         causal_product.SCAN_MAX_LENGTH = limit
@@ -117,8 +117,7 @@ def _paths(args, rng) -> list:
     by length (this chooses ``kernels.causal_product.SCAN_MAX_LENGTH``)."""
     import cupy
     import numpy
-
-    from kernels import causal_product
+    from seqlib.kernels import causal_product
 
     rows = []
     for N in args.batch:
@@ -159,8 +158,8 @@ def main(argv=None) -> dict:
     # NOTE: the kernels are timed with the malloc settings that importing seqlib (through
     # core) gives every user; the kernels alone leave glibc's defaults. SEQLIB_MALLOC_TUNING=0
     # in the environment measures without them.
-    from core import allocator
-    from kernels.causal_product import causal_dot_product, causal_dot_product_backward
+    from seqlib.core import allocator
+    from seqlib.kernels.causal_product import causal_dot_product, causal_dot_product_backward
 
     try:
         import torch

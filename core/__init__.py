@@ -5,11 +5,11 @@ Everything here is re-exported by ``seqlib``; users write ``import seqlib as sl`
 
 import numpy as _numpy
 
-from core import allocator as _allocator
-from core import cuda, dtypes, functional, losses, masking  # noqa: F401
-from core.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from core.backend import Device
-from core.creation import (
+from . import allocator as _allocator
+from . import cuda, dtypes, functional, losses, masking  # noqa: F401
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .backend import Device
+from .creation import (
     arange,
     as_tensor,
     empty,
@@ -32,7 +32,7 @@ from core.creation import (
     zeros,
     zeros_like,
 )
-from core.dtypes import (
+from .dtypes import (
     bool,  # noqa: A004
     double,
     float,  # noqa: A004
@@ -51,9 +51,9 @@ from core.dtypes import (
     short,
     uint8,
 )
-from core.gradcheck import GradcheckError, gradcheck
-from core.ops.arithmetic import add, div, maximum, minimum, mul, neg, pow, sub  # noqa: A004
-from core.ops.compare import (
+from .gradcheck import GradcheckError, gradcheck
+from .ops.arithmetic import add, div, maximum, minimum, mul, neg, pow, sub  # noqa: A004
+from .ops.compare import (
     allclose,
     eq,
     equal,
@@ -70,9 +70,9 @@ from core.ops.compare import (
     lt,
     ne,
 )
-from core.ops.indexing import gather, index_select, masked_fill
-from core.ops.linalg import einsum, matmul
-from core.ops.pointwise import (
+from .ops.indexing import gather, index_select, masked_fill
+from .ops.linalg import einsum, matmul
+from .ops.pointwise import (
     abs,  # noqa: A004
     ceil,
     clamp,
@@ -94,7 +94,7 @@ from core.ops.pointwise import (
     trunc,
     where,
 )
-from core.ops.reduce import (
+from .ops.reduce import (
     all,  # noqa: A004
     amax,
     amin,
@@ -112,7 +112,7 @@ from core.ops.reduce import (
     sum,  # noqa: A004
     var,
 )
-from core.ops.shape import (
+from .ops.shape import (
     cat,
     chunk,
     expand,
@@ -133,7 +133,7 @@ from core.ops.shape import (
     unsqueeze,
     view,
 )
-from core.random import (
+from .random import (
     Generator,
     default_generator,
     get_rng_state,
@@ -142,7 +142,7 @@ from core.random import (
     seed,
     set_rng_state,
 )
-from core.tensor import Tensor
+from .tensor import Tensor
 
 dtype = _numpy.dtype
 device = Device
@@ -183,7 +183,7 @@ def numel(input: Tensor) -> int:
     return input.numel()
 
 try:  # registers the einops backend when einops is installed
-    from core import einops_backend  # noqa: F401
+    from . import einops_backend  # noqa: F401
 except ImportError:  # pragma: no cover - einops is optional
     pass
 

@@ -99,7 +99,8 @@ def module_for(device: Device):
         raise RuntimeError(
             f"device {device}: CUDA is not available (CuPy is "
             f"{'installed but sees no GPU' if cupy is not None else 'not installed'}; "
-            "install seqlib[gpu] on a machine with an NVIDIA GPU)"
+            "on a machine with an NVIDIA GPU, install seqlib's extra '.[gpu-cuda13]' or "
+            "'.[gpu-cuda12]' for its CUDA major version)"
         )
     if device.index >= cuda_device_count():
         raise RuntimeError(

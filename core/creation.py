@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy
 
-from core import dtypes
-from core.backend import CPU, Device, device_of, is_array, move_array
-from core.ops._util import parse_size
-from core.random import Generator, rng
-from core.tensor import Tensor
+from . import dtypes
+from .backend import CPU, Device, device_of, is_array, move_array
+from .ops._util import parse_size
+from .random import Generator, rng
+from .tensor import Tensor
 
 
 def _finish(array, device, requires_grad: bool) -> Tensor:
@@ -112,7 +112,7 @@ def from_numpy(array: numpy.ndarray) -> Tensor:
 
 
 def _module(device):
-    from core.backend import module_for
+    from .backend import module_for
 
     return module_for(Device(device)) if device is not None else numpy
 
@@ -137,7 +137,7 @@ def _filled(size, fill, dtype, device, requires_grad, op):
 
 
 def _on(device):
-    from core.backend import cupy
+    from .backend import cupy
 
     return cupy.cuda.Device(Device(device).index)
 

@@ -1,6 +1,6 @@
 """``cuda.is_available()`` and ``cuda.device_count()``, as in PyTorch."""
 
-from core.backend import cuda_device_count as device_count
-from core.backend import cuda_is_available as is_available
+from .backend import cuda_device_count as device_count
+from .backend import cuda_is_available as is_available
 
 __all__ = ["device_count", "is_available"]

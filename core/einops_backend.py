@@ -10,11 +10,11 @@ from einops._backends import AbstractBackend
 
 
 class SeqlibBackend(AbstractBackend):
-    framework_name = "core"  # einops activates a backend once this module name is imported
+    framework_name = "seqlib.core"  # einops activates a backend once this module name is imported
 
     def __init__(self):
-        from core import creation, ops
-        from core.tensor import Tensor
+        from . import creation, ops
+        from .tensor import Tensor
 
         self.Tensor = Tensor
         self.creation = creation

@@ -11,7 +11,7 @@ class GradcheckError(AssertionError):
 
 def _scalarize(fn, inputs, weights):
     """``sum_k <weights_k, fn(inputs)_k>``: one number whose gradient is a vector-Jacobian."""
-    from core.tensor import Tensor
+    from .tensor import Tensor
 
     outputs = fn(*inputs)
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
@@ -27,7 +27,7 @@ def _scalarize(fn, inputs, weights):
 
 
 def _analytic(fn, inputs, checked, weights):
-    from core.autograd import grad
+    from .autograd import grad
 
     total, weights = _scalarize(fn, inputs, weights)
     if total is None or not total.requires_grad:
@@ -38,7 +38,7 @@ def _analytic(fn, inputs, checked, weights):
 
 
 def _value(fn, inputs, weights) -> float:
-    from core.autograd import no_grad
+    from .autograd import no_grad
 
     with no_grad():
         total, _ = _scalarize(fn, inputs, weights)
@@ -60,7 +60,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     Returns:
         True; raises ``GradcheckError`` naming the input and the worst element otherwise.
     """
-    from core.tensor import Tensor
+    from .tensor import Tensor
 
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.autograd.function import Function
-from core.autograd.grad_mode import is_grad_enabled
-from core.backend import get_array_module
-from core.functional.activation import log_softmax_array
-from core.tensor import Tensor
+from .autograd.function import Function
+from .autograd.grad_mode import is_grad_enabled
+from .backend import get_array_module
+from .functional.activation import log_softmax_array
+from .tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from core import dtypes
-from core.autograd.grad_mode import no_grad
-from core.backend import Device
-from core.tensor import Tensor
+from . import dtypes
+from .autograd.grad_mode import no_grad
+from .backend import Device
+from .tensor import Tensor
 
 
 class BaseMask:
@@ -86,7 +86,7 @@ class BaseMask:
 
 
 def _arange_like(array):
-    from core.backend import get_array_module
+    from .backend import get_array_module
 
     return get_array_module(array).arange(array.shape[-1])
 
@@ -120,7 +120,7 @@ class FullMask(BaseMask):
         M = N if M is None else M
         if N < 0 or M < 0:
             raise ValueError(f"FullMask: sizes must be non-negative, got N={N}, M={M}")
-        from core.creation import ones
+        from .creation import ones
 
         self._mask = ones(N, M, dtype=dtypes.bool, device=device)
         self.__dict__["all_ones"] = True
@@ -140,7 +140,7 @@ class LengthMask(BaseMask):
     """
 
     def __init__(self, lengths: Tensor, max_len: int | None = None, device=None):
-        from core.creation import as_tensor
+        from .creation import as_tensor
 
         lengths = as_tensor(lengths)
         if lengths.dtype.kind not in "iu" or lengths.ndim != 1:
@@ -165,7 +165,7 @@ class LengthMask(BaseMask):
 
     @cached_property
     def bool_matrix(self) -> Tensor:
-        from core.backend import get_array_module
+        from .backend import get_array_module
 
         lengths = self._lengths._array
         positions = get_array_module(lengths).arange(self._max_len)
@@ -188,7 +188,7 @@ class TriangularCausalMask(LengthMask):
     """The ``N x N`` causal mask: position i attends to positions 0..i."""
 
     def __init__(self, N: int, device="cpu"):
-        from core.creation import arange
+        from .creation import arange
 
         super().__init__(arange(1, N + 1, device=device), N, device)
         self.__dict__["lower_triangular"] = True

@@ -40,7 +40,7 @@ class Generator:
 
     def get_state(self):
         """The full state as a uint8 tensor (restorable with ``set_state``, saveable)."""
-        from core.creation import tensor
+        from .creation import tensor
 
         state = {"seed": self._seed, "bit_generator": self._rng.bit_generator.state}
         encoded = json.dumps(state).encode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from core.backend import get_array_module
+from .backend import get_array_module
 
 # Coefficients from fdlibm s_erf.c (Sun Microsystems, 1993), as used by FreeBSD and musl.
 _ERX = 8.45062911510467529297e-01

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy
 
-from core import dtypes
-from core.backend import CPU, Device, device_of
+from . import dtypes
+from .backend import CPU, Device, device_of
 
 _new = object.__new__
 
@@ -29,7 +29,7 @@ class Tensor:
     __array_ufunc__ = None  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data=None, *, dtype=None, device=None, requires_grad: bool = False):
-        from core.creation import tensor as _tensor
+        from .creation import tensor as _tensor
 
         source = _tensor([] if data is None else data, dtype=dtype, device=device)
         Tensor._init(self, source._array)
@@ -104,7 +104,7 @@ class Tensor:
         """The shape, or the size of one dim."""
         if dim is None:
             return self._array.shape
-        from core.ops._util import normalize_dim
+        from .ops._util import normalize_dim
 
         return self._array.shape[normalize_dim(dim, self.ndim, "size")]
 
@@ -246,7 +246,7 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``autograd.backward``)."""
-        from core.autograd import backward
+        from .autograd import backward
 
         backward(self, gradient, retain_graph, create_graph, inputs)
 
@@ -356,28 +356,28 @@ class Tensor:
         return int(self.item())
 
     def new_tensor(self, data, dtype=None, requires_grad=False) -> Tensor:
-        from core.creation import tensor
+        from .creation import tensor
 
         return tensor(data, dtype=dtype or self.dtype, device=self.device,
                       requires_grad=requires_grad)
 
     def new_zeros(self, *size, dtype=None) -> Tensor:
-        from core.creation import zeros
+        from .creation import zeros
 
         return zeros(*size, dtype=dtype or self.dtype, device=self.device)
 
     def new_ones(self, *size, dtype=None) -> Tensor:
-        from core.creation import ones
+        from .creation import ones
 
         return ones(*size, dtype=dtype or self.dtype, device=self.device)
 
     def new_full(self, size, fill_value, dtype=None) -> Tensor:
-        from core.creation import full
+        from .creation import full
 
         return full(size, fill_value, dtype=dtype or self.dtype, device=self.device)
 
     def new_empty(self, *size, dtype=None) -> Tensor:
-        from core.creation import empty
+        from .creation import empty
 
         return empty(*size, dtype=dtype or self.dtype, device=self.device)
 
@@ -834,13 +834,13 @@ class _HookHandle:
 
 
 # The op families need Tensor, so they are imported after it exists.
-from core.functional import activation as _activation  # noqa: E402
-from core.ops import arithmetic as _arith  # noqa: E402
-from core.ops import compare as _compare  # noqa: E402
-from core.ops import convert as _convert  # noqa: E402
-from core.ops import indexing as _indexing  # noqa: E402
-from core.ops import inplace as _inplace  # noqa: E402
-from core.ops import linalg as _linalg  # noqa: E402
-from core.ops import pointwise as _pointwise  # noqa: E402
-from core.ops import reduce as _reduce  # noqa: E402
-from core.ops import shape as _shape  # noqa: E402
+from .functional import activation as _activation  # noqa: E402
+from .ops import arithmetic as _arith  # noqa: E402
+from .ops import compare as _compare  # noqa: E402
+from .ops import convert as _convert  # noqa: E402
+from .ops import indexing as _indexing  # noqa: E402
+from .ops import inplace as _inplace  # noqa: E402
+from .ops import linalg as _linalg  # noqa: E402
+from .ops import pointwise as _pointwise  # noqa: E402
+from .ops import reduce as _reduce  # noqa: E402
+from .ops import shape as _shape  # noqa: E402

@@ -3,5 +3,5 @@
 Imports neither ``core`` nor ``seqlib``: kernels take and return plain arrays.
 """
 
-from kernels.causal_product import causal_dot_product, causal_dot_product_backward
-from kernels.lstm import LSTMCache, lstm_backward, lstm_forward
+from .causal_product import causal_dot_product, causal_dot_product_backward
+from .lstm import LSTMCache, lstm_backward, lstm_forward

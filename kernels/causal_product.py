@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from kernels._backend import check_same_device, get_array_module
+from ._backend import check_same_device, get_array_module
 
 DEFAULT_CHUNK = 64
 
@@ -143,7 +143,7 @@ MAX_CUDA_CHUNKS = 65535  # chunks are a grid dimension: L <= 64 * 65535 on the G
 
 def _scan_dimension(dtype, *dims):
     """The smallest compiled register-state size that holds ``dims``, or None."""
-    from kernels.cuda_sources import SCAN_DIMENSIONS, type_name
+    from .cuda_sources import SCAN_DIMENSIONS, type_name
 
     for size in SCAN_DIMENSIONS[type_name(dtype)]:
         if max(dims) <= size:
@@ -162,7 +162,7 @@ def _scan(q, k, v, state, reverse: bool, transposed_state: bool = False):
     import cupy
     import numpy
 
-    from kernels.cuda_sources import get_kernel, type_name
+    from .cuda_sources import get_kernel, type_name
 
     B, L, D = q.shape
     M = v.shape[-1]
@@ -193,7 +193,7 @@ def _cuda_states(k, v, state, reverse: bool, transposed_state: bool = False):
     import cupy
     import numpy
 
-    from kernels.cuda_sources import CHUNK, CHUNK_SLAB, get_kernel, type_name
+    from .cuda_sources import CHUNK, CHUNK_SLAB, get_kernel, type_name
 
     B, L, D = k.shape
     M = v.shape[-1]
@@ -224,7 +224,7 @@ def _cuda_output(q, k, v, states, reverse: bool, transposed_states: bool = False
     import cupy
     import numpy
 
-    from kernels.cuda_sources import CHUNK_SLAB, get_kernel, type_name
+    from .cuda_sources import CHUNK_SLAB, get_kernel, type_name
 
     B, L, D = q.shape
     M = v.shape[-1]

@@ -3,9 +3,10 @@ compile check, so CI compiles exactly what runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
-DIRECTORY = Path(__file__).resolve().parent / "cuda"
+# package data: read through importlib.resources, so it works from a wheel, a zip or a checkout
+DIRECTORY = resources.files(__package__) / "cuda"
 # register-state sizes of the causal scan; double stops at 64 (128 doubles spill registers)
 SCAN_DIMENSIONS = {"float": (16, 32, 64, 128), "double": (16, 32, 64)}
 # rows staged per shared-memory slab by the chunked kernels (double: half, to stay in 48 KB)
@@ -25,7 +26,7 @@ KERNELS = {
 
 def source(file: str) -> str:
     """The text of a ``.cu`` file."""
-    return (DIRECTORY / file).read_text()
+    return (DIRECTORY / file).read_text(encoding="utf-8")
 
 
 def instantiated_source(file: str) -> str:
@@ -43,10 +44,11 @@ def get_kernel(file: str, name: str):
     ``file`` once per process (CuPy also caches the binary on disk)."""
     if name not in KERNELS.get(file, ()):
         raise KeyError(f"{name} is not a registered kernel of {file}: {KERNELS.get(file)}")
-    from kernels._backend import cupy
+    from ._backend import cupy
 
     if cupy is None:
-        raise RuntimeError(f"{name}: CUDA kernels need CuPy (pip install seqlib[gpu])")
+        raise RuntimeError(f"{name}: CUDA kernels need CuPy (pip install '.[gpu-cuda13]' or "
+                           "'.[gpu-cuda12]' from seqlib's checkout)")
     module = _modules.get(file)
     if module is None:
         module = _modules[file] = cupy.RawModule(code=source(file), options=("--std=c++14",),

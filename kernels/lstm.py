@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from kernels._backend import check_same_device, get_array_module
+from ._backend import check_same_device, get_array_module
 
 
 def _to_internal(array, axis: int):
@@ -325,7 +325,7 @@ def _step_kernel(name: str, dtype, N: int, H: int):
     """``(kernel, grid, block, sizes)`` for ``name<T>`` over N*H threads."""
     import numpy
 
-    from kernels.cuda_sources import get_kernel, type_name
+    from .cuda_sources import get_kernel, type_name
 
     kernel = get_kernel("lstm.cu", f"{name}<{type_name(dtype)}>")
     threads = 256

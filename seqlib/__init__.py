@@ -4,9 +4,8 @@
 ``sl.nn``, ``sl.nn.functional``, ``sl.masking``, ``sl.losses``, ``sl.autograd``, ...
 """
 
-from core import *  # noqa: F403 - seqlib re-exports the core API by design
-from core import autograd, cuda, dtypes, functional, losses  # noqa: F401
 from seqlib import (
+    _source_tree,  # noqa: F401 - first: makes seqlib.core resolvable
     attention,
     builders,
     data,
@@ -22,6 +21,8 @@ from seqlib import (
     transformers,
 )
 from seqlib.checkpoint import load_checkpoint, save_checkpoint
+from seqlib.core import *  # noqa: F403 - seqlib re-exports the core API by design
+from seqlib.core import autograd, cuda, dtypes, functional, losses  # noqa: F401
 from seqlib.generation import generate
 from seqlib.serialization import load, save
 

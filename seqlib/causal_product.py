@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import kernels
-from core.autograd.function import Function
-from core.tensor import Tensor
+from seqlib import kernels
+from seqlib.core.autograd.function import Function
+from seqlib.core.tensor import Tensor
 
 
 class CausalDotProduct(Function):

@@ -3,7 +3,7 @@ resumed run continues exactly where it stopped."""
 
 from __future__ import annotations
 
-from core.random import default_generator
+from seqlib.core.random import default_generator
 from seqlib.serialization import load, save
 
 

@@ -7,13 +7,13 @@ import warnings
 
 import numpy
 
-import core.functional as F
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.creation import tensor, zeros
-from core.ops.shape import cat
-from core.random import rng
-from core.tensor import Tensor
+import seqlib.core.functional as F
+from seqlib.core.autograd.function import Function
+from seqlib.core.backend import get_array_module
+from seqlib.core.creation import tensor, zeros
+from seqlib.core.ops.shape import cat
+from seqlib.core.random import rng
+from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy
 
-from core.autograd.grad_mode import no_grad
-from core.creation import tensor
-from core.random import Generator
+from seqlib.core.autograd.grad_mode import no_grad
+from seqlib.core.creation import tensor
+from seqlib.core.random import Generator
 
 
 def filter_logits(logits: numpy.ndarray, top_k: int | None = None,

@@ -1,5 +1,5 @@
 """``seqlib.masking``: attention masks (``from seqlib.masking import LengthMask``)."""
 
-from core.masking import BaseMask, FullMask, LengthMask, TriangularCausalMask
+from seqlib.core.masking import BaseMask, FullMask, LengthMask, TriangularCausalMask
 
 __all__ = ["BaseMask", "FullMask", "LengthMask", "TriangularCausalMask"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy
 
-from core.backend import Device, cuda_is_available
-from core.tensor import Tensor
+from seqlib.core.backend import Device, cuda_is_available
+from seqlib.core.tensor import Tensor
 
 FORMAT = "seqlib"
 VERSION = "1"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import core.functional as F
-from core.masking import FullMask, LengthMask
-from core.tensor import Tensor
+import seqlib.core.functional as F
+from seqlib.core.masking import FullMask, LengthMask
+from seqlib.core.tensor import Tensor
 from seqlib.events import EventDispatcher, IntermediateOutput
 from seqlib.nn.containers import ModuleList
 from seqlib.nn.layers import Dropout, LayerNorm, Linear

@@ -1,12 +1,29 @@
-"""Shared test setup: hypothesis profiles (bounded on CI), GPU skipping, seeding."""
+"""Shared test setup: the installed seqlib, hypothesis profiles (bounded on CI), GPU skipping,
+seeding."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy
 import pytest
 from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+# The suite tests the installed package (`pip install .`, or `pip install -e .` while developing),
+# not the checkout that `python -m pytest` puts first on sys.path: packaging mistakes must show.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT]
+try:
+    import seqlib
+except ImportError as error:
+    raise pytest.UsageError(f"seqlib is not installed ({error}): run `pip install \".[test]\"` "
+                            "(or `pip install -e \".[test]\"` while developing) first") from error
+
+
+def pytest_report_header(config):
+    return f"seqlib {seqlib.__version__} from {Path(seqlib.__file__).parent}"
 
 settings.register_profile(
     "ci", max_examples=15, deadline=None, derandomize=True,

@@ -57,7 +57,7 @@ def fake_gpu(monkeypatch):
     refused on a machine without a GPU; returns a function that marks an array as on GPU 0."""
     import types
 
-    from kernels import _backend
+    from seqlib.kernels import _backend
 
     monkeypatch.setattr(_backend, "cupy", types.SimpleNamespace(ndarray=_FakeGPUArray))
     return lambda array: array.view(_FakeGPUArray)

@@ -7,19 +7,18 @@ import subprocess
 import sys
 
 import pytest
-
-from core import allocator
+from seqlib.core import allocator
 
 PROBE = """
 import resource, sys
 import numpy
-import core.allocator
+import seqlib.core.allocator
 x = numpy.ones((16, 128, 512), numpy.float32)  # 4 MB, like a training step's temporaries
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(30):
     a = x * 2; b = a + x; del a; c = numpy.exp(b); del b, c
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(core.allocator.tuned, faults)
+print(seqlib.core.allocator.tuned, faults)
 """
 
 needs_glibc = pytest.mark.skipif(not allocator._glibc(), reason="glibc's malloc only")

@@ -7,9 +7,9 @@ import weakref
 
 import numpy
 import pytest
+from seqlib.core.autograd.function import Function
 
 import seqlib as sl
-from core.autograd.function import Function
 
 
 def test_leaf_gradients_accumulate_across_backward_calls():

@@ -8,8 +8,8 @@ from helpers import fake_gpu
 from hypothesis import given
 from hypothesis import strategies as st
 
-import kernels
 import seqlib as sl
+from seqlib import kernels
 from seqlib.causal_product import causal_dot_product
 
 

@@ -6,8 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-
-from kernels import cuda_sources
+from seqlib.kernels import cuda_sources
 
 NVCC = shutil.which("nvcc")
 

@@ -10,10 +10,10 @@ from helpers import away_from, check_op, leaves
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
+from seqlib.core.special import erf
 
 import seqlib as sl
 import seqlib.nn.functional as F
-from core.special import erf
 
 
 def values(shape, seed=0, scale=2.0):

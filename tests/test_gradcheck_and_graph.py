@@ -6,9 +6,9 @@ import shutil
 
 import numpy
 import pytest
+from seqlib.core.autograd.function import Function
 
 import seqlib as sl
-from core.autograd.function import Function
 
 
 class WrongSquare(Function):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from seqlib.kernels import causal_product
 
-import kernels
-from kernels import causal_product
+from seqlib import kernels
 
 pytestmark = pytest.mark.gpu
 

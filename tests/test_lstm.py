@@ -8,9 +8,8 @@ from helpers import fake_gpu
 from hypothesis import given
 from hypothesis import strategies as st
 
-import kernels
 import seqlib as sl
-from seqlib import nn
+from seqlib import kernels, nn
 
 
 def sigmoid(x):
@@ -93,8 +92,6 @@ def test_kernel_matches_reference_and_finite_differences(reverse, L, N, H, data)
 @pytest.mark.parametrize("chunk_steps", [1, 2, 3])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_backward_in_blocks_of_steps_equals_one_block(monkeypatch, chunk_steps, reverse):
-    import kernels.lstm
-
     L, N, H = 7, 3, 2
     rng = numpy.random.default_rng(chunk_steps)
     x_proj = rng.standard_normal((L, N, 4 * H))

@@ -8,9 +8,9 @@ from helpers import away_from, check_op, leaves
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
+from seqlib.core.special import erf as erf_array
 
 import seqlib as sl
-from core.special import erf as erf_array
 
 SHAPES = array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 NONEMPTY = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)

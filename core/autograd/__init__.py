@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.autograd.engine import run_backward
-from core.autograd.function import Function
-from core.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from core.autograd.graph import render, to_dot
+from .engine import run_backward
+from .function import Function
+from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .graph import render, to_dot
 
 __all__ = [
     "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
@@ -14,8 +14,8 @@ __all__ = [
 
 
 def _roots(outputs, grad_outputs, op: str) -> list:
-    from core.backend import get_array_module
-    from core.tensor import Tensor
+    from ..backend import get_array_module
+    from ..tensor import Tensor
 
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     if grad_outputs is None:
@@ -57,7 +57,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         raise NotImplementedError("backward: create_graph=True (double backward) is not supported")
     roots = _roots(tensors, grad_tensors, "backward")
     if inputs is not None:
-        from core.tensor import Tensor
+        from ..tensor import Tensor
 
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         captured = grad(tensors, inputs, grad_tensors, retain_graph=retain_graph,
@@ -76,7 +76,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     Returns:
         a tuple with one Tensor per input (``None`` for unused inputs if ``allow_unused``).
     """
-    from core.tensor import Tensor
+    from ..tensor import Tensor
 
     if create_graph:
         raise NotImplementedError("grad: create_graph=True (double backward) is not supported")

@@ -7,8 +7,8 @@ import itertools
 
 import numpy
 
-from core.autograd.function import Function
-from core.autograd.grad_mode import no_grad
+from .function import Function
+from .grad_mode import no_grad
 
 
 def run_backward(roots, retain_graph: bool, captures: dict | None = None) -> None:
@@ -106,7 +106,7 @@ def _accumulate_leaf(leaf, grad, captures) -> None:
 
 
 def _run_hooks(hooks, grad):
-    from core.tensor import Tensor
+    from ..tensor import Tensor
 
     for hook in hooks:
         result = hook(Tensor._make(grad))
@@ -116,7 +116,7 @@ def _run_hooks(hooks, grad):
 
 
 def _zeros_like_grad(grads, shape, dtype):
-    from core.backend import get_array_module
+    from ..backend import get_array_module
 
     xp = get_array_module(*[g for g in grads if g is not None])
     return xp.zeros(shape, dtype)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy
 
-from core.autograd.grad_mode import _GradMode
-from core.backend import device_of, is_array
+from ..backend import device_of, is_array
+from .grad_mode import _GradMode
 
 
 class Function:
@@ -191,7 +191,7 @@ def _explain(cls, args, error: Exception) -> Exception:
     return type(error)(f"{op}: {error} (inputs: {described})")
 
 
-from core import tensor as _tensor_module  # noqa: E402  (tensor imports ops which import us)
+from .. import tensor as _tensor_module  # noqa: E402  (tensor imports ops which import us)
 
 Tensor = _tensor_module.Tensor
 _make = Tensor._make

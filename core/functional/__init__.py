@@ -1,6 +1,6 @@
 """Functional ops (``import seqlib.nn.functional as F``): fused Functions for the hot paths."""
 
-from core.functional.activation import (
+from .activation import (
     elu,
     gelu,
     leaky_relu,
@@ -11,11 +11,11 @@ from core.functional.activation import (
     softmax,
     tanh,
 )
-from core.functional.dropout import dropout
-from core.functional.embedding import embedding, one_hot
-from core.functional.linear import linear
-from core.functional.normalization import layer_norm
-from core.functional.pad import pad
+from .dropout import dropout
+from .embedding import embedding, one_hot
+from .linear import linear
+from .normalization import layer_norm
+from .pad import pad
 
 __all__ = [
     "dropout", "elu", "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",

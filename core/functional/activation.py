@@ -6,12 +6,12 @@ import math
 
 import numpy
 
-from core import dtypes
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.ops._util import normalize_dim
-from core.special import erf
-from core.tensor import Tensor
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import get_array_module
+from ..ops._util import normalize_dim
+from ..special import erf
+from ..tensor import Tensor
 
 
 class ReLU(Function):
@@ -164,7 +164,7 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 def _inplace_or(result: Tensor, input: Tensor, inplace: bool) -> Tensor:
     if not inplace:
         return result
-    from core.ops.inplace import _check_rebase, _recording, _write
+    from ..ops.inplace import _check_rebase, _recording, _write
 
     if _recording(input):
         _check_rebase(input, "inplace activation")
@@ -232,7 +232,7 @@ def sigmoid(input: Tensor) -> Tensor:
     Returns:
         same shape.
     """
-    from core.ops.pointwise import sigmoid as _sigmoid
+    from ..ops.pointwise import sigmoid as _sigmoid
 
     return _sigmoid(input)
 
@@ -245,7 +245,7 @@ def tanh(input: Tensor) -> Tensor:
     Returns:
         same shape.
     """
-    from core.ops.pointwise import tanh as _tanh
+    from ..ops.pointwise import tanh as _tanh
 
     return _tanh(input)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy
 
-from core.autograd.function import Function
-from core.random import Generator, rng
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..random import Generator, rng
+from ..tensor import Tensor
 
 
 class Dropout(Function):
@@ -47,12 +47,12 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         keep = bits.reshape(input.shape) >= round(p * 65536)
         scale = keep * input.dtype.type(1.0 / (1.0 - p))
     if input.is_cuda:
-        from core.backend import move_array
+        from ..backend import move_array
 
         scale = move_array(scale, input.device)
     out = Dropout.apply(input, scale)
     if inplace:
-        from core.functional.activation import _inplace_or
+        from .activation import _inplace_or
 
         return _inplace_or(out, input, True)
     return out

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core import dtypes
-from core.autograd.function import Function
-from core.backend import get_array_module, scatter_add
-from core.tensor import Tensor
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import get_array_module, scatter_add
+from ..tensor import Tensor
 
 
 class Embedding(Function):

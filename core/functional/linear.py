@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.autograd.function import Function
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..tensor import Tensor
 
 
 class Linear(Function):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
 
 
 def normalize_rows(rows, eps: float):

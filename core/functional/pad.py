@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from core.autograd.function import Function
-from core.backend import get_array_module, scatter_add
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..backend import get_array_module, scatter_add
+from ..tensor import Tensor
 
 
 class ConstantPad(Function):

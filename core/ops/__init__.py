@@ -1,6 +1,6 @@
 """Differentiable tensor ops, one family per module."""
 
-from core.ops import (  # noqa: F401
+from . import (  # noqa: F401
     arithmetic,
     compare,
     convert,

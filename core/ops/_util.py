@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from core.backend import get_array_module
+from ..backend import get_array_module
 
 
 def as_array(value, like):

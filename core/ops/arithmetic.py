@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy
 
-from core import dtypes
-from core.autograd.function import Function
-from core.ops._util import unbroadcast
-from core.tensor import Tensor
+from .. import dtypes
+from ..autograd.function import Function
+from ..tensor import Tensor
+from ._util import unbroadcast
 
 
 def _shape(x):
@@ -135,7 +135,7 @@ def _select_backward(ctx, g, greater: bool):
 
 
 def _module(*arrays):
-    from core.backend import get_array_module
+    from ..backend import get_array_module
 
     return get_array_module(*arrays)
 
@@ -178,7 +178,7 @@ def _wrap(value):
     """Turn ndarrays and NumPy scalars into tensors; keep Python numbers and tensors."""
     if isinstance(value, (Tensor, int, float, bool)):
         return value
-    from core.creation import as_tensor
+    from ..creation import as_tensor
 
     return as_tensor(value)
 
@@ -265,7 +265,7 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
         if rounding_mode == "floor":
             return Tensor._make(xp.asarray(xp.floor_divide(x, y)))
         return Tensor._make(xp.asarray(xp.trunc(xp.true_divide(x, y)).astype(xp.result_type(x, y))))
-    from core.ops.pointwise import floor, trunc
+    from .pointwise import floor, trunc
 
     quotient = _binary(Div, a, b, true_divide=True)
     return floor(quotient) if rounding_mode == "floor" else trunc(quotient)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from core.backend import get_array_module
-from core.ops._util import as_array
-from core.tensor import Tensor
+from ..backend import get_array_module
+from ..tensor import Tensor
+from ._util import as_array
 
 
 def _raw(value):

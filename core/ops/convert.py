@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core import dtypes
-from core.autograd.function import Function
-from core.backend import Device, device_of, move_array
-from core.tensor import Tensor
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import Device, device_of, move_array
+from ..tensor import Tensor
 
 
 class Cast(Function):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy
 
-from core.autograd.function import Function
-from core.backend import get_array_module, scatter_add
-from core.ops._util import normalize_dim
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..backend import get_array_module, scatter_add
+from ..tensor import Tensor
+from ._util import normalize_dim
 
 _BASIC = (int, numpy.integer, slice, type(None), type(Ellipsis))
 
@@ -92,7 +92,7 @@ def getitem(input: Tensor, index) -> Tensor:
     index = convert_index(index, xp)
     out = GetItem.apply(input, index)
     if is_basic(index):
-        from core.ops.shape import _view_of
+        from .shape import _view_of
 
         return _view_of(out, input)
     return out
@@ -155,7 +155,7 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
     Returns:
         same shape as ``input``.
     """
-    from core.ops.pointwise import where
+    from .pointwise import where
 
     if not isinstance(mask, Tensor) or mask.dtype.kind != "b":
         kind = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__

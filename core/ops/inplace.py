@@ -7,11 +7,11 @@ the result into the array and makes the tensor the output of that op, as PyTorch
 
 from __future__ import annotations
 
-from core.autograd.function import Function
-from core.autograd.grad_mode import _GradMode
-from core.backend import get_array_module
-from core.ops._util import unbroadcast
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..autograd.grad_mode import _GradMode
+from ..backend import get_array_module
+from ..tensor import Tensor
+from ._util import unbroadcast
 
 _UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divide",
            "pow": "power"}
@@ -83,7 +83,7 @@ def _check_cast(source, target, op: str) -> None:
 
 def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
     """``add_``, ``sub_``, ``mul_``, ``div_``, ``pow_``."""
-    from core.ops import arithmetic
+    from . import arithmetic
 
     op = name + "_"
     if _recording(tensor, other):
@@ -124,7 +124,7 @@ def fill_(tensor: Tensor, value) -> Tensor:
     """Set every element to ``value`` (a number or a 0-d tensor)."""
     if _recording(tensor, value):
         _check_rebase(tensor, "fill_")
-        from core.ops.arithmetic import add
+        from .arithmetic import add
 
         source = value if isinstance(value, Tensor) else tensor.new_full(tensor.shape, value)
         return _write(tensor, add(tensor.detach() * 0, source), "fill_")
@@ -134,14 +134,14 @@ def fill_(tensor: Tensor, value) -> Tensor:
 
 def copy_(tensor: Tensor, source: Tensor) -> Tensor:
     """Copy ``source`` (broadcast, cast, and moved across devices as needed) into ``tensor``."""
-    from core.ops.convert import to
+    from .convert import to
 
     if not isinstance(source, Tensor):
         raise TypeError(f"copy_: source must be a Tensor, got {type(source).__name__}")
     moved = to(source, tensor.device, tensor.dtype)
     if _recording(tensor, source):
         _check_rebase(tensor, "copy_")
-        from core.ops.arithmetic import add
+        from .arithmetic import add
 
         return _write(tensor, add(tensor.detach() * 0, moved).expand(tensor.shape), "copy_")
     try:
@@ -156,7 +156,7 @@ def copy_(tensor: Tensor, source: Tensor) -> Tensor:
 
 def setitem_(tensor: Tensor, index, value) -> None:
     """``tensor[index] = value`` (value: number or tensor, broadcast to the selection)."""
-    from core.ops.indexing import convert_index
+    from .indexing import convert_index
 
     xp = get_array_module(tensor._array)
     index = convert_index(index, xp)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import string
 
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.ops._util import unbroadcast
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from ._util import unbroadcast
 
 
 class MatMul(Function):
@@ -47,7 +47,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     Returns:
         ``(*, n, m)`` with vector dims dropped.
     """
-    from core.ops.arithmetic import _wrap, promote
+    from .arithmetic import _wrap, promote
 
     input, other = promote(_wrap(input), _wrap(other))
     if input.ndim == 0 or other.ndim == 0:

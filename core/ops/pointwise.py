@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from core import dtypes
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.ops._util import unbroadcast
-from core.special import erf as _erf
-from core.tensor import Tensor
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import get_array_module
+from ..special import erf as _erf
+from ..tensor import Tensor
+from ._util import unbroadcast
 
 
 class Exp(Function):
@@ -275,7 +275,7 @@ def where(condition: Tensor, input, other) -> Tensor:
     Returns:
         the broadcast shape.
     """
-    from core.ops.arithmetic import _wrap, promote
+    from .arithmetic import _wrap, promote
 
     condition = _wrap(condition)
     if condition._array.dtype.kind != "b":

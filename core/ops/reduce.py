@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from core import dtypes
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.ops._util import as_array, normalize_dim, normalize_dims
-from core.tensor import Tensor
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from ._util import as_array, normalize_dim, normalize_dims
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
@@ -286,7 +286,7 @@ def _extreme(input, dim, keepdim, largest, op):
     if dim is None:
         return AMax.apply(input, tuple(range(input.ndim)), False, largest)
     if isinstance(dim, Tensor):  # max(a, b): elementwise, as torch.max(input, other)
-        from core.ops.arithmetic import maximum, minimum
+        from .arithmetic import maximum, minimum
 
         return (maximum if largest else minimum)(input, dim)
     d = normalize_dim(dim, input.ndim, op)

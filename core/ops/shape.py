@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.autograd.function import Function
-from core.backend import get_array_module
-from core.ops._util import normalize_dim, normalize_dims, parse_size, unbroadcast
-from core.tensor import Tensor
+from ..autograd.function import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from ._util import normalize_dim, normalize_dims, parse_size, unbroadcast
 
 
 class Reshape(Function):

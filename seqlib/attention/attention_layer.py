@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.masking import FullMask, LengthMask
-from core.tensor import Tensor
+from seqlib.core.masking import FullMask, LengthMask
+from seqlib.core.tensor import Tensor
 from seqlib.events import EventDispatcher, QKVEvent
 from seqlib.nn.layers import Linear
 from seqlib.nn.module import Module

@@ -3,9 +3,6 @@ the chunked causal dot product; one pass computes numerator and normaliser toget
 
 from __future__ import annotations
 
-from core.creation import ones, zeros
-from core.ops.shape import cat
-from core.tensor import Tensor
 from seqlib.attention_registry import (
     AttentionRegistry,
     Callable,
@@ -14,6 +11,9 @@ from seqlib.attention_registry import (
     Optional,
 )
 from seqlib.causal_product import causal_dot_product
+from seqlib.core.creation import ones, zeros
+from seqlib.core.ops.shape import cat
+from seqlib.core.tensor import Tensor
 from seqlib.feature_maps import FeatureMapAttention
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from core.tensor import Tensor
 from seqlib.attention.full_attention import FullAttention
 from seqlib.attention_registry import (
     AttentionInstance,
@@ -12,6 +11,7 @@ from seqlib.attention_registry import (
     Int,
     Optional,
 )
+from seqlib.core.tensor import Tensor
 from seqlib.events import EventDispatcher
 from seqlib.nn.module import Module
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-import core.functional as F
-from core.backend import get_array_module
-from core.tensor import Tensor
+import seqlib.core.functional as F
 from seqlib.attention_registry import (
     AttentionRegistry,
     EventDispatcherInstance,
@@ -14,6 +12,8 @@ from seqlib.attention_registry import (
     Int,
     Optional,
 )
+from seqlib.core.backend import get_array_module
+from seqlib.core.tensor import Tensor
 from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
@@ -52,7 +52,7 @@ class ExactTopKAttention(Module):
         xp = get_array_module(raw)
         # NOTE: the k-th largest score per row; everything below it is dropped (ties kept)
         kth = xp.partition(raw, raw.shape[-1] - k, axis=-1)[..., -k][..., None]
-        from core.creation import as_tensor
+        from seqlib.core.creation import as_tensor
 
         scores = scores.masked_fill(as_tensor(raw < kth), float("-inf"))
         weights = self.dropout(F.softmax(scores * temperature, dim=-1))

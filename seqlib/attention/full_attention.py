@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
-import core.functional as F
-from core.tensor import Tensor
+import seqlib.core.functional as F
 from seqlib.attention_registry import (
     AttentionRegistry,
     EventDispatcherInstance,
     Float,
     Optional,
 )
+from seqlib.core.tensor import Tensor
 from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from core.tensor import Tensor
 from seqlib.attention_registry import (
     AttentionRegistry,
     Callable,
@@ -10,6 +9,7 @@ from seqlib.attention_registry import (
     Int,
     Optional,
 )
+from seqlib.core.tensor import Tensor
 from seqlib.feature_maps import FeatureMapAttention
 
 

@@ -7,9 +7,7 @@ import math
 
 import numpy
 
-import core.functional as F
-from core.ops.shape import cat
-from core.tensor import Tensor
+import seqlib.core.functional as F
 from seqlib.attention_registry import (
     AttentionRegistry,
     EventDispatcherInstance,
@@ -17,6 +15,8 @@ from seqlib.attention_registry import (
     Int,
     Optional,
 )
+from seqlib.core.ops.shape import cat
+from seqlib.core.tensor import Tensor
 from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
@@ -110,7 +110,7 @@ def _band(weights: Tensor, L: int, C: int) -> Tensor:
 
 
 def _as_tensor(array, device):
-    from core.creation import tensor
+    from seqlib.core.creation import tensor
 
     return tensor(array, device=device)
 

@@ -8,10 +8,10 @@ import traceback
 
 import numpy
 
-from core.creation import as_tensor, randint
-from core.ops.shape import stack
-from core.random import manual_seed
-from core.tensor import Tensor
+from seqlib.core.creation import as_tensor, randint
+from seqlib.core.ops.shape import stack
+from seqlib.core.random import manual_seed
+from seqlib.core.tensor import Tensor
 from seqlib.data.dataset import IterableDataset, TensorDataset
 from seqlib.data.sampler import BatchSampler, RandomSampler, SequentialSampler
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from core.creation import as_tensor, randperm
-from core.tensor import Tensor
+from seqlib.core.creation import as_tensor, randperm
+from seqlib.core.tensor import Tensor
 
 
 class Dataset:

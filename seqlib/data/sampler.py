@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.creation import randperm
+from seqlib.core.creation import randperm
 
 
 class Sampler:

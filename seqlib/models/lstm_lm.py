@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.losses import cross_entropy
-from core.tensor import Tensor
+from seqlib.core.losses import cross_entropy
+from seqlib.core.tensor import Tensor
 from seqlib.models.base import PretrainedModel
 from seqlib.nn import init
 from seqlib.nn.layers import Dropout, Embedding, Linear

@@ -6,8 +6,8 @@ import math
 
 import numpy
 
-from core.creation import tensor
-from core.tensor import Tensor
+from seqlib.core.creation import tensor
+from seqlib.core.tensor import Tensor
 from seqlib.nn import init
 from seqlib.nn.layers import Embedding
 from seqlib.nn.module import Module

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from core.losses import cross_entropy
-from core.masking import TriangularCausalMask
-from core.tensor import Tensor
 from seqlib.builders import RecurrentEncoderBuilder, TransformerEncoderBuilder
+from seqlib.core.losses import cross_entropy
+from seqlib.core.masking import TriangularCausalMask
+from seqlib.core.tensor import Tensor
 from seqlib.models.base import PretrainedModel
 from seqlib.models.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from seqlib.nn import init

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import core.functional as F
-from core.tensor import Tensor
+import seqlib.core.functional as F
+from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
 
 

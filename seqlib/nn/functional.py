@@ -1,8 +1,8 @@
 """``import seqlib.nn.functional as F``: core.functional and core.losses under one roof."""
 
-from core.functional import *  # noqa: F403
-from core.functional import __all__ as _functional
-from core.losses import (  # noqa: F401
+from seqlib.core.functional import *  # noqa: F403
+from seqlib.core.functional import __all__ as _functional
+from seqlib.core.losses import (  # noqa: F401
     binary_cross_entropy_with_logits,
     cross_entropy,
     l1_loss,

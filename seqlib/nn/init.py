@@ -6,9 +6,9 @@ import math
 
 import numpy
 
-from core.autograd.grad_mode import no_grad
-from core.random import rng
-from core.tensor import Tensor
+from seqlib.core.autograd.grad_mode import no_grad
+from seqlib.core.random import rng
+from seqlib.core.tensor import Tensor
 
 _GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "sigmoid": 1.0,
           "identity": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 3.0 / 4}

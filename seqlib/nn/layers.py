@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import core.functional as F
-from core.creation import empty, ones, zeros
-from core.tensor import Tensor
+import seqlib.core.functional as F
+from seqlib.core.creation import empty, ones, zeros
+from seqlib.core.tensor import Tensor
 from seqlib.nn import init
 from seqlib.nn.module import Module
 from seqlib.nn.parameter import Parameter
@@ -105,7 +105,7 @@ class Embedding(Module):
         """N(0, 1), with the padding row zeroed."""
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            from core.autograd.grad_mode import no_grad
+            from seqlib.core.autograd.grad_mode import no_grad
 
             with no_grad():
                 self.weight[self.padding_idx] = 0

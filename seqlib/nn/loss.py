@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import core.losses as L
-from core.tensor import Tensor
+import seqlib.core.losses as L
+from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
 
 

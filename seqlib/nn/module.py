@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 
-from core.autograd.grad_mode import no_grad
-from core.tensor import Tensor
+from seqlib.core.autograd.grad_mode import no_grad
+from seqlib.core.tensor import Tensor
 from seqlib.nn.parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -284,7 +284,7 @@ class Module:
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                 + "\n\t".join(errors)
             )
-        from core.creation import as_tensor
+        from seqlib.core.creation import as_tensor
 
         with no_grad():
             for key, target in own.items():
@@ -334,8 +334,8 @@ class Module:
 
         Accepts ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` and ``to(tensor)``.
         """
-        from core.backend import Device
-        from core.dtypes import as_dtype
+        from seqlib.core.backend import Device
+        from seqlib.core.dtypes import as_dtype
 
         for arg in args:
             if isinstance(arg, Tensor):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.tensor import Tensor
+from seqlib.core.tensor import Tensor
 
 
 class Parameter(Tensor):
@@ -16,7 +16,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
-        from core.creation import as_tensor, empty
+        from seqlib.core.creation import as_tensor, empty
 
         source = empty(0) if data is None else as_tensor(data)
         self = object.__new__(cls)

@@ -12,12 +12,12 @@ import warnings
 
 import numpy
 
-import kernels
-from core.autograd.function import Function
-from core.creation import empty, zeros
-from core.functional import dropout
-from core.ops.shape import cat, stack
-from core.tensor import Tensor
+from seqlib import kernels
+from seqlib.core.autograd.function import Function
+from seqlib.core.creation import empty, zeros
+from seqlib.core.functional import dropout
+from seqlib.core.ops.shape import cat, stack
+from seqlib.core.tensor import Tensor
 from seqlib.nn import init
 from seqlib.nn.module import Module
 from seqlib.nn.parameter import Parameter

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from core.autograd.grad_mode import no_grad
-from core.backend import get_array_module
-from core.tensor import Tensor
+from seqlib.core.autograd.grad_mode import no_grad
+from seqlib.core.backend import get_array_module
+from seqlib.core.tensor import Tensor
 
 
 def _as_list(parameters) -> list:
@@ -27,7 +27,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     """
     grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
     if not grads:
-        from core.creation import tensor
+        from seqlib.core.creation import tensor
 
         return tensor(0.0)
     xp = get_array_module(grads[0]._array)
@@ -49,7 +49,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         with no_grad():
             for g in grads:
                 g.mul_(coefficient)
-    from core.creation import tensor
+    from seqlib.core.creation import tensor
 
     return tensor(total, dtype=grads[0].dtype)
 
@@ -75,7 +75,7 @@ def parameters_to_vector(parameters) -> Tensor:
     Returns:
         ``(total_numel,)``.
     """
-    from core.ops.shape import cat
+    from seqlib.core.ops.shape import cat
 
     return cat([p.reshape(-1) for p in _as_list(parameters)])
 

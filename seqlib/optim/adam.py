@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from core.backend import get_array_module
-from kernels.adam import adam_step_cuda
+from seqlib.core.backend import get_array_module
+from seqlib.kernels.adam import adam_step_cuda
 from seqlib.optim.optimizer import Optimizer
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 
-from core.backend import get_array_module
-from core.tensor import Tensor
+from seqlib.core.backend import get_array_module
+from seqlib.core.tensor import Tensor
 
 
 class _Required:
@@ -84,7 +84,7 @@ class Optimizer:
         """Update the parameters once; ``closure`` re-evaluates and returns the loss."""
         loss = None
         if closure is not None:
-            from core.autograd.grad_mode import enable_grad
+            from seqlib.core.autograd.grad_mode import enable_grad
 
             with enable_grad():
                 loss = closure()

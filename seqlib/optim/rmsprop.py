@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.backend import get_array_module
+from seqlib.core.backend import get_array_module
 from seqlib.optim.optimizer import Optimizer
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 
-import core.functional as F
-from core.ops.shape import cat
-from core.tensor import Tensor
+import seqlib.core.functional as F
 from seqlib.attention.attention_layer import add_projections
 from seqlib.attention_registry import (
     Callable,
@@ -18,6 +16,8 @@ from seqlib.attention_registry import (
     RecurrentAttentionRegistry,
     RecurrentCrossAttentionRegistry,
 )
+from seqlib.core.ops.shape import cat
+from seqlib.core.tensor import Tensor
 from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.feature_maps import FeatureMapAttention
 from seqlib.nn.layers import Dropout

@@ -19,10 +19,10 @@ import math
 
 import numpy
 
-from core.autograd.grad_mode import is_grad_enabled
-from core.backend import get_array_module
-from core.functional.normalization import normalize_rows
-from core.tensor import Tensor
+from seqlib.core.autograd.grad_mode import is_grad_enabled
+from seqlib.core.backend import get_array_module
+from seqlib.core.functional.normalization import normalize_rows
+from seqlib.core.tensor import Tensor
 from seqlib.feature_maps import (
     ActivationFunctionFeatureMap,
     _elu_plus_one,

@@ -6,7 +6,7 @@ Their parameters have the same names as the parallel models', so
 
 from __future__ import annotations
 
-from core.tensor import Tensor
+from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
 from seqlib.recurrent import fast_step
 from seqlib.transformers import _LayerStack, add_feed_forward, feed_forward
