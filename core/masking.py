@@ -163,6 +163,15 @@ class LengthMask(BaseMask):
     def max_len(self) -> int:
         return self._max_len
 
+    @property
+    def shape(self) -> tuple:
+        """``(N, max_len)``, known without building the matrix (a causal mask's is L x L)."""
+        return (self._lengths.shape[0], self._max_len)
+
+    @property
+    def device(self) -> Device:
+        return self._lengths.device
+
     @cached_property
     def bool_matrix(self) -> Tensor:
         from .backend import get_array_module
@@ -185,7 +194,12 @@ class LengthMask(BaseMask):
 
 
 class TriangularCausalMask(LengthMask):
-    """The ``N x N`` causal mask: position i attends to positions 0..i."""
+    """The ``N x N`` causal mask: position i attends to positions 0..i.
+
+    Lazy: it holds N lengths; the ``N x N`` matrix is built only when an attention that needs
+    it (full, local, ...) asks for ``bool_matrix``, so causal linear attention stays linear in
+    memory.
+    """
 
     def __init__(self, N: int, device="cpu"):
         from .creation import arange

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy
 import pytest
 
@@ -98,3 +100,37 @@ def test_base_mask_is_abstract():
     with pytest.raises(NotImplementedError):
         BaseMask().bool_matrix
     assert "FullMask(shape=(2, 3))" == repr(FullMask(2, 3))
+
+
+def test_causal_mask_is_lazy():
+    """Its shape, device and flags need no L x L matrix (65,536^2 booleans would be 4.3 GB)."""
+    tracemalloc.start()
+    mask = TriangularCausalMask(65536)
+    assert mask.shape == (65536, 65536) and mask.lower_triangular and not mask.all_ones
+    assert str(mask.device) == "cpu"
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 10e6, peak
+    assert "bool_matrix" not in mask.__dict__
+    assert bool(TriangularCausalMask(3).bool_matrix[1, 1]) and not bool(
+        TriangularCausalMask(3).bool_matrix[0, 1])
+
+
+def _peak_bytes(model, L: int) -> int:
+    x = sl.randn(1, L, 16, requires_grad=True)
+    tracemalloc.start()
+    model(x, attn_mask=TriangularCausalMask(L)).sum().backward()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def test_causal_linear_encoder_memory_grows_linearly():
+    """4x the length costs ~4x the memory (a materialised causal mask would make it 16x)."""
+    from seqlib.builders import TransformerEncoderBuilder
+
+    model = TransformerEncoderBuilder.from_kwargs(
+        attention_type="causal-linear", n_layers=1, n_heads=2, query_dimensions=8,
+        value_dimensions=8, feed_forward_dimensions=32).get().eval()
+    short, long = _peak_bytes(model, 2048), _peak_bytes(model, 8192)
+    assert long / short < 5.5, (short, long)
