@@ -61,6 +61,8 @@ def _upstream(g, scale, n_rows):
 class ClassNLL(Function):
     """Cross-entropy or NLL with class-index targets, over rows of class scores."""
 
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction, smoothing, from_logits):
         xp = get_array_module(x)
@@ -103,6 +105,8 @@ class ClassNLL(Function):
 
 class SoftTargetCrossEntropy(Function):
     """Cross-entropy with class-probability targets (same shape as the input)."""
+
+    half_in_float32 = True
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, smoothing):
@@ -255,6 +259,8 @@ def _check_same_shape(input, target, op):
 
 
 class MSE(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, input, target, reduction):
         difference = input - target
@@ -311,6 +317,8 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 class BCEWithLogits(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, target, weight, pos_weight):
         xp = get_array_module(x)

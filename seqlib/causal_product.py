@@ -11,6 +11,8 @@ from seqlib.core.tensor import Tensor
 class CausalDotProduct(Function):
     """``out_i = sum_{j <= i} (q_i . k_j) v_j`` with an optional state carried in and out."""
 
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, q, k, v, initial_state, chunk_size):
         out, final, saved = kernels.causal_dot_product(q, k, v, initial_state, True, chunk_size,

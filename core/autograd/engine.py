@@ -42,6 +42,8 @@ def _process(node, grads, retain_graph, pending, heap, order, captures) -> None:
         for i, grad in enumerate(grads):
             if (node, i) in captures:
                 captures[(node, i)] = grad
+    if node._half:
+        grads = [g.astype(numpy.float32) if g.dtype == numpy.float16 else g for g in grads]
     result = type(node).backward(node, *grads)
     if not isinstance(result, tuple):
         result = (result,)

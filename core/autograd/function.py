@@ -28,6 +28,12 @@ class Function:
     _hooks = None  # {output_nr: [hook, ...]} for non-leaf tensors
     _rank = 0  # 1 + the largest rank among input nodes (leaves are 0)
     _freed = False
+    _half = False  # forward ran float16 inputs in float32: backward gets float32 gradients
+
+    # Set on Functions whose intermediates overflow float16 or lose its 11 bits (sums of
+    # squares, normalisers, long dot products): float16 inputs are computed in float32 and the
+    # outputs rounded back, as PyTorch's CPU kernels accumulate half precision in float32.
+    half_in_float32 = False
 
     # ---- API for subclasses --------------------------------------------------------------
     @staticmethod
@@ -109,10 +115,16 @@ class Function:
                 raw.append(a)
                 needs.append(False)
         ctx.needs_input_grad = tuple(needs)
+        half = cls.half_in_float32 and _all_half(raw)
+        if half:
+            ctx._half = True
+            raw = [a.astype(numpy.float32) if _is_float(a) else a for a in raw]
         try:
             result = cls.forward(ctx, *raw, **kwargs)
         except (ValueError, TypeError, IndexError) as error:
             raise _explain(cls, args, error) from error
+        if half:
+            result = _round_to_half(result)
         record = wants_grad and _GradMode.enabled
         if type(result) is not tuple:
             if isinstance(result, numpy.generic):  # NumPy turns 0-d results into scalars
@@ -124,6 +136,31 @@ class Function:
         if not record:
             return tuple(_make(a) for a in arrays)
         return _record(ctx, args, arrays)
+
+
+def _is_float(array) -> bool:
+    return is_array(array) and array.dtype.kind == "f"
+
+
+def _all_half(raw) -> bool:
+    """True when the floating arrays among ``raw`` are all float16 (and there is one)."""
+    dtypes = {a.dtype for a in raw if _is_float(a)}
+    return dtypes == {numpy.dtype(numpy.float16)}
+
+
+def _round_to_half(result):
+    """float32 outputs of a forward that ran float16 inputs in float32, back to float16 (an
+    output of another dtype, e.g. ``sum(dtype=float64)`` or indices, is what was asked for)."""
+    if type(result) is tuple:
+        return tuple(_to_half(a) for a in result)
+    return _to_half(result)
+
+
+def _to_half(array):
+    if isinstance(array, numpy.generic):
+        array = numpy.asarray(array)
+    return array.astype(numpy.float16) if _is_float(array) and array.dtype == numpy.float32 \
+        else array
 
 
 def _record(ctx, args, arrays) -> tuple:

@@ -41,6 +41,8 @@ class LeakyReLU(Function):
 
 
 class GELU(Function):
+    half_in_float32 = True  # erf's polynomial is fitted for float32 arithmetic
+
     @staticmethod
     def forward(ctx, x, approximate):
         xp = get_array_module(x)
@@ -104,6 +106,8 @@ class ELU(Function):
 
 
 class Softmax(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dim):
         xp = get_array_module(x)
@@ -122,6 +126,8 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dim):
         out = log_softmax_array(x, dim)

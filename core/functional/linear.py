@@ -7,6 +7,8 @@ from ..tensor import Tensor
 
 
 class Linear(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)

@@ -31,6 +31,8 @@ class LayerNorm(Function):
     column and row dot products one-pass einsums (3-4x faster than NumPy's mean and
     multiply-then-sum); the arithmetic is in place where the array is our own."""
 
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, weight, bias, dims, eps):
         D = math.prod(x.shape[d] for d in dims)

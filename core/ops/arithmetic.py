@@ -66,7 +66,9 @@ class Div(Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         ga = unbroadcast(g / b, _shape(a)) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(-g * a / (b * b), _shape(b)) if ctx.needs_input_grad[1] else None
+        # NOTE: (a / b) / b, not a / (b * b): b * b overflows (float16 beyond 256, float32
+        # beyond 1.8e19) or underflows where the quotient itself is representable
+        gb = unbroadcast(-g * (a / b) / b, _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -262,6 +264,10 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
         x = a._array if isinstance(a, Tensor) else a
         y = b._array if isinstance(b, Tensor) else b
         xp = _module(*(t for t in (x, y) if hasattr(t, "shape")))
+        if bool(xp.any(xp.asarray(y) == 0)):
+            raise IntegerDivisionByZero(
+                f"integer division or modulo by zero (//, % or div(rounding_mode="
+                f"{rounding_mode!r})), as PyTorch raises")
         if rounding_mode == "floor":
             return Tensor._make(xp.asarray(xp.floor_divide(x, y)))
         return Tensor._make(xp.asarray(xp.trunc(xp.true_divide(x, y)).astype(xp.result_type(x, y))))
@@ -269,6 +275,11 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
 
     quotient = _binary(Div, a, b, true_divide=True)
     return floor(quotient) if rounding_mode == "floor" else trunc(quotient)
+
+
+class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
+    """Integer ``//`` or ``%`` by zero. PyTorch raises a RuntimeError that says
+    ZeroDivisionError; this is both, so either ``except`` catches it."""
 
 
 def _integral(x) -> bool:

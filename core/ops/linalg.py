@@ -11,6 +11,8 @@ from ._util import unbroadcast
 
 
 class MatMul(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -66,6 +68,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
 
 
 class Einsum(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, *operands, inputs, output):
         ctx.save_for_backward(*operands)

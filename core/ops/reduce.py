@@ -22,6 +22,8 @@ def _expand(g, shape, dims, keepdim):
 
 
 class Sum(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dims, keepdim, dtype):
         ctx.args = (x.shape, dims, keepdim)
@@ -34,6 +36,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.args = (x.shape, dims, keepdim)
@@ -55,6 +59,8 @@ class Mean(Function):
 
 
 class Prod(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         out = as_array(x.prod(axis=dims, keepdims=keepdim), x)
@@ -132,6 +138,8 @@ class MaxDim(Function):
 
 
 class Var(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dims, correction, keepdim):
         mean = x.mean(axis=dims, keepdims=True)
@@ -160,6 +168,8 @@ def _ignore_zero_division():
 
 
 class LogSumExp(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         xp = get_array_module(x)
@@ -180,6 +190,8 @@ class LogSumExp(Function):
 
 
 class Cumsum(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, dim):
         ctx.dim = dim
@@ -192,6 +204,8 @@ class Cumsum(Function):
 
 
 class Norm(Function):
+    half_in_float32 = True
+
     @staticmethod
     def forward(ctx, x, p, dims, keepdim):
         xp = get_array_module(x)
