@@ -206,3 +206,13 @@ class TriangularCausalMask(LengthMask):
 
         super().__init__(arange(1, N + 1, device=device), N, device)
         self.__dict__["lower_triangular"] = True
+
+
+def check_mask(name: str, mask) -> None:
+    """Raise a TypeError naming ``name`` unless ``mask`` is None or a mask object."""
+    if mask is None or isinstance(mask, BaseMask):
+        return
+    hint = ("wrap a bool tensor as FullMask(tensor)" if "length" not in name
+            else "build one with LengthMask(lengths, max_len=L)")
+    raise TypeError(f"{name} must be a mask from seqlib.masking or None, got "
+                    f"{type(mask).__name__}; {hint}")

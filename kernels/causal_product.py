@@ -363,17 +363,16 @@ def causal_dot_product(q, k, v, initial_state=None, return_final_state: bool = F
     N, H, L, D = q.shape
     M = v.shape[-1]
     _check_state(initial_state, (N, H, D, M), q.dtype, "initial_state")
-    if L == 0:
-        out = xp.zeros((N, H, 0, M), q.dtype)
-        state = xp.zeros((N, H, D, M), q.dtype) if initial_state is None else initial_state
-        return (out, state.copy()) if return_final_state else out
     saved = None
-    C = _chunk_size(L, chunk_size)
-    if xp.__name__ == "cupy":
+    if L == 0:  # nothing to attend to: the state passes through unchanged
+        out = xp.zeros((N, H, 0, M), q.dtype)
+        final = xp.zeros((N, H, D, M), q.dtype) if initial_state is None else initial_state.copy()
+    elif xp.__name__ == "cupy":
         out, final, saved = _cuda_forward(*(_rows(a) for a in (q, k, v)), _rows(initial_state))
         out, final = out.reshape(N, H, L, M), final.reshape(N, H, D, M)
         saved = saved if keep_for_backward else None
     else:
+        C = _chunk_size(L, chunk_size)
         slices = _slices(xp, N, H)
         out, final = xp.empty((N, H, L, M), q.dtype), xp.empty((N, H, D, M), q.dtype)
         parts = _run_blocks(

@@ -29,7 +29,9 @@ def _number(value, kinds) -> bool:
 
 
 Int = Spec("Int", lambda v: _number(v, int))
+PositiveInt = Spec("Int >= 1", lambda v: _number(v, int) and v >= 1)
 Float = Spec("Float", lambda v: _number(v, (int, float)))
+Probability = Spec("Float in [0, 1]", lambda v: _number(v, (int, float)) and 0 <= v <= 1)
 Bool = Spec("Bool", lambda v: isinstance(v, bool))
 String = Spec("String", lambda v: isinstance(v, str))
 Callable = Spec("Callable", callable)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import seqlib.core.functional as F
-from seqlib.core.masking import FullMask, LengthMask
+from seqlib.core.masking import FullMask, LengthMask, check_mask
 from seqlib.core.tensor import Tensor
 from seqlib.events import EventDispatcher, IntermediateOutput
 from seqlib.nn.containers import ModuleList
@@ -43,9 +43,13 @@ def feed_forward(layer: Module, x: Tensor, norm: Module) -> Tensor:
 
 
 def _full_masks(x: Tensor, attn_mask, length_mask):
+    check_mask("attn_mask", attn_mask)
+    check_mask("length_mask", length_mask)
     N, L = x.shape[:2]
-    attn_mask = attn_mask or FullMask(L, device=x.device)
-    length_mask = length_mask or LengthMask(x.new_full((N,), L, dtype="int64"), L)
+    if attn_mask is None:
+        attn_mask = FullMask(L, device=x.device)
+    if length_mask is None:
+        length_mask = LengthMask(x.new_full((N,), L, dtype="int64"), L)
     return attn_mask, length_mask
 
 
@@ -130,9 +134,12 @@ class TransformerDecoderLayer(Module):
         N, L = x.shape[:2]
         S = memory.shape[1]
         x_mask, x_length_mask = _full_masks(x, x_mask, x_length_mask)
-        memory_mask = memory_mask or FullMask(L, S, device=x.device)
-        memory_length_mask = memory_length_mask or LengthMask(
-            x.new_full((N,), S, dtype="int64"), S)
+        check_mask("memory_mask", memory_mask)
+        check_mask("memory_length_mask", memory_length_mask)
+        if memory_mask is None:
+            memory_mask = FullMask(L, S, device=x.device)
+        if memory_length_mask is None:
+            memory_length_mask = LengthMask(x.new_full((N,), S, dtype="int64"), S)
         x = x + self.dropout(self.self_attention(x, x, x, attn_mask=x_mask,
                                                  query_lengths=x_length_mask,
                                                  key_lengths=x_length_mask))

@@ -21,3 +21,103 @@ def test_integer_division_by_zero_raises_as_pytorch(op, divisor):
     assert sl.div(a, 2, rounding_mode="trunc").tolist() == [2, 3]
     with numpy.errstate(divide="ignore"):  # floats divide by zero to inf, as in PyTorch
         assert (sl.tensor([1.0]) // 0).tolist() == [float("inf")]
+
+
+@pytest.mark.parametrize("max_norm", [-1.0, float("nan")])
+def test_clip_grad_norm_refuses_a_negative_or_nan_max_norm(max_norm):
+    p = sl.nn.Parameter(sl.ones(3))
+    p.grad = sl.ones(3)
+    with pytest.raises(ValueError, match="max_norm"):
+        sl.nn.utils.clip_grad_norm_([p], max_norm)
+    assert p.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def _nan_grads():
+    params = [sl.nn.Parameter(sl.ones(2)), sl.nn.Parameter(sl.ones(2))]
+    params[0].grad = sl.tensor([float("nan"), 1.0])
+    params[1].grad = sl.tensor([2.0, 2.0])
+    return params
+
+
+def test_clip_grad_norm_with_a_nan_gradient_as_pytorch():
+    with pytest.raises(RuntimeError, match="non-finite"):  # NaN in the inf-norm is not skipped
+        sl.nn.utils.clip_grad_norm_(_nan_grads(), 1.0, norm_type="inf",
+                                    error_if_nonfinite=True)
+    params = _nan_grads()
+    norm = sl.nn.utils.clip_grad_norm_(params, 1.0)
+    assert numpy.isnan(norm.item()) and numpy.isnan(params[1].grad.numpy()).all()
+
+
+def _stack(builder, **kwargs):
+    config = dict(attention_type="causal-linear", n_layers=1, n_heads=2, query_dimensions=4,
+                  value_dimensions=4, feed_forward_dimensions=8)
+    return builder.from_kwargs(**{**config, **kwargs}).get().eval()
+
+
+def test_recurrent_twin_names_the_input_and_state_it_expected():
+    from seqlib.builders import RecurrentEncoderBuilder
+
+    twin = _stack(RecurrentEncoderBuilder)
+    with pytest.raises(ValueError, match=r"x must be \(N, 8\), one position per call, got "
+                                         r"\(2, 5, 8\)"):
+        twin(sl.randn(2, 5, 8))
+    other = _stack(RecurrentEncoderBuilder, n_heads=4, query_dimensions=2, value_dimensions=2)
+    _, foreign = other(sl.randn(2, 8))
+    with pytest.raises(ValueError, match=r"state must be \[S \(2, 2, 4, 4\), Z \(2, 2, 4\)\] "
+                                         r"for this input, got \[\(2, 4, 2, 2\), \(2, 4, 2\)\]"):
+        twin(sl.randn(2, 8), foreign)
+    _, softmax_state = _stack(RecurrentEncoderBuilder, attention_type="full")(sl.randn(2, 8))
+    with pytest.raises(ValueError, match="RecurrentLinearAttention: the state must be"):
+        twin(sl.randn(2, 8), softmax_state)
+    _, own = twin(sl.randn(2, 8))
+    with pytest.raises(ValueError, match=r"RecurrentFullAttention: the state must be \[keys "
+                                         r"\(2, 2, \*, 4\), values \(2, 2, \*, 4\)\]"):
+        _stack(RecurrentEncoderBuilder, attention_type="full")(sl.randn(2, 8), own)
+
+
+@pytest.mark.parametrize("name", ["n_layers", "n_heads"])
+def test_builders_refuse_fewer_than_one_layer_or_head(name):
+    from seqlib.builders import TransformerEncoderBuilder
+
+    with pytest.raises(ValueError, match=f"{name}: expected Int >= 1, got 0"):
+        _stack(TransformerEncoderBuilder, **{name: 0})
+
+
+def test_masks_of_the_wrong_type_get_a_type_error():
+    from seqlib.builders import TransformerEncoderBuilder
+
+    model = _stack(TransformerEncoderBuilder)
+    x = sl.randn(2, 5, 8)
+    with pytest.raises(TypeError, match=r"attn_mask must be a mask .* got Tensor; wrap a bool "
+                                        r"tensor as FullMask\(tensor\)"):
+        model(x, attn_mask=sl.ones(5, 5, dtype=sl.bool))
+    with pytest.raises(TypeError, match="length_mask must be a mask .* got list; build one with "
+                                        "LengthMask"):
+        model(x, length_mask=[5, 5])
+
+
+@pytest.mark.parametrize("attention", ["causal-linear", "full", "linear"])
+def test_transformers_take_length_zero_sequences(attention):
+    from seqlib.builders import TransformerEncoderBuilder
+    from seqlib.masking import TriangularCausalMask
+
+    model = _stack(TransformerEncoderBuilder, attention_type=attention)
+    x = sl.randn(2, 0, 8, requires_grad=True)
+    mask = TriangularCausalMask(0) if attention == "causal-linear" else None
+    y = model(x, attn_mask=mask)
+    assert y.shape == (2, 0, 8)
+    y.sum().backward()
+    assert x.grad.shape == (2, 0, 8)
+
+
+def test_lstm_and_causal_product_at_length_zero():
+    with pytest.raises(ValueError, match="no time steps; expected a sequence length of at "
+                                         "least 1"):
+        sl.nn.LSTM(8, 4, batch_first=True)(sl.randn(2, 0, 8))
+    from seqlib.causal_product import causal_dot_product
+
+    q = sl.randn(1, 2, 0, 4, requires_grad=True)
+    out, state = causal_dot_product(q, q, sl.randn(1, 2, 0, 3), return_final_state=True)
+    assert out.shape == (1, 2, 0, 3) and state.shape == (1, 2, 4, 3)
+    out.sum().backward()
+    assert q.grad.shape == (1, 2, 0, 4)

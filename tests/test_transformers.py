@@ -94,7 +94,7 @@ def test_recurrent_states_are_plain_lists_that_can_be_sliced():
                                       .manual_seed(1))[[0, 2]], kept)
     numpy.testing.assert_allclose(part_next.detach().numpy(), full_next.detach().numpy()[[0, 2]],
                                   rtol=1e-12)
-    with pytest.raises(ValueError, match="batch size changed"):
+    with pytest.raises(ValueError, match=r"state must be \[S \(2, 2, 4, 4\).*another batch"):
         recurrent(sl.randn(2, 8, dtype=sl.float64), state)
     with pytest.raises(ValueError, match="one per layer"):
         recurrent(sl.randn(3, 8, dtype=sl.float64), state[:1])
@@ -123,8 +123,13 @@ def test_builder_errors_name_the_parameter_and_choices():
         TransformerEncoderBuilder.from_kwargs(attention_type="lineer")
     with pytest.raises(AttributeError, match="no parameter 'n_layer' \\(did you mean 'n_layers'"):
         TransformerEncoderBuilder.from_kwargs(n_layer=2)
-    with pytest.raises(ValueError, match="n_heads: expected Int, got '4'"):
+    with pytest.raises(ValueError, match="n_heads: expected Int >= 1, got '4'"):
         TransformerEncoderBuilder.from_kwargs(n_heads="4")
+    for name in ("n_layers", "n_heads", "feed_forward_dimensions", "query_dimensions"):
+        with pytest.raises(ValueError, match=f"{name}: expected Int >= 1, got 0"):
+            TransformerEncoderBuilder.from_kwargs(**{name: 0})
+    with pytest.raises(ValueError, match=r"dropout: expected Float in \[0, 1\], got 1.5"):
+        RecurrentEncoderBuilder.from_kwargs(dropout=1.5)
     with pytest.raises(ValueError, match="activation: expected Choice"):
         TransformerEncoderBuilder.from_kwargs(activation="tanh")
     with pytest.raises(ValueError, match="attention_dropout: expected Optional\\[Float\\]"):
@@ -294,7 +299,7 @@ def test_fused_step_leaves_bad_input_to_the_modules_errors():
     recurrent = build(RecurrentEncoderBuilder, sl.float32, attention_type="causal-linear")
     with sl.no_grad():
         _, state = recurrent(sl.randn(2, 8))
-        with pytest.raises(ValueError, match="batch size changed"):
+        with pytest.raises(ValueError, match="another model or another batch"):
             recurrent(sl.randn(3, 8), state)
         with pytest.raises(ValueError, match="one per layer"):
             recurrent(sl.randn(2, 8), state[:1])

@@ -112,7 +112,7 @@ class Softmax(Function):
     def forward(ctx, x, dim):
         xp = get_array_module(x)
         with numpy.errstate(invalid="ignore"):  # a row of -inf gives NaN silently, as PyTorch
-            e = xp.exp(x - x.max(axis=dim, keepdims=True))
+            e = xp.exp(x - _row_max(x, dim))
             out = e / e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(out)
         ctx.dim = dim
@@ -145,8 +145,18 @@ class LogSoftmax(Function):
 def log_softmax_array(x, dim: int):
     """``x - logsumexp(x)`` along ``dim`` on a raw array, stable for logits of any size."""
     xp = get_array_module(x)
-    shifted = x - x.max(axis=dim, keepdims=True)
+    shifted = x - _row_max(x, dim)
     return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+
+
+def _row_max(x, dim: int):
+    """The maximum along ``dim`` (kept), or zeros when some dim is empty (NumPy's max of an
+    empty axis raises; the softmax of an empty tensor is empty, as in PyTorch)."""
+    if x.size == 0:
+        shape = list(x.shape)
+        shape[dim] = 1
+        return get_array_module(x).zeros(shape, x.dtype)
+    return x.max(axis=dim, keepdims=True)
 
 
 def _float(input: Tensor, op: str) -> Tensor:

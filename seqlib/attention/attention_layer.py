@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seqlib.core.masking import FullMask, LengthMask
+from seqlib.core.masking import FullMask, LengthMask, check_mask
 from seqlib.core.tensor import Tensor
 from seqlib.events import EventDispatcher, QKVEvent
 from seqlib.nn.layers import Linear
@@ -15,6 +15,9 @@ def default_masks(queries, keys, attn_mask, query_lengths, key_lengths):
     A LengthMask made for a shorter sequence raises here instead of silently counting as all
     ones (a fast-transformers pitfall).
     """
+    for name, mask in (("attn_mask", attn_mask), ("query_lengths", query_lengths),
+                       ("key_lengths", key_lengths)):
+        check_mask(name, mask)
     N, L = queries.shape[:2]
     S = keys.shape[1]
     device = queries.device
@@ -76,11 +79,13 @@ class AttentionLayer(Module):
         N, L, _ = queries.shape
         S = keys.shape[1]
         H = self.n_heads
-        queries = self.query_projection(queries).view(N, L, H, -1)
-        keys = self.key_projection(keys).view(N, S, H, -1)
-        values = self.value_projection(values).view(N, S, H, -1)
+        d_keys = self.query_projection.out_features // H  # explicit: -1 is ambiguous at L=0
+        d_values = self.value_projection.out_features // H
+        queries = self.query_projection(queries).view(N, L, H, d_keys)
+        keys = self.key_projection(keys).view(N, S, H, d_keys)
+        values = self.value_projection(values).view(N, S, H, d_values)
         if self.event_dispatcher.listening:
             self.event_dispatcher.dispatch(QKVEvent(self, queries, keys, values))
         new_values = self.inner_attention(queries, keys, values, attn_mask, query_lengths,
-                                          key_lengths).view(N, L, -1)
+                                          key_lengths).view(N, L, H * d_values)
         return self.out_projection(new_values)

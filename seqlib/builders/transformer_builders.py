@@ -6,7 +6,14 @@ works in one call."""
 from __future__ import annotations
 
 from seqlib.attention import AttentionLayer
-from seqlib.attention_registry import Bool, Choice, EventDispatcherInstance, Float, Int, closest
+from seqlib.attention_registry import (
+    Bool,
+    Choice,
+    EventDispatcherInstance,
+    PositiveInt,
+    Probability,
+    closest,
+)
 from seqlib.builders.attention_builders import (
     AttentionBuilder,
     RecurrentAttentionBuilder,
@@ -31,12 +38,12 @@ from seqlib.transformers import (
 
 # name -> (spec, default), fast-transformers 0.4's transformer parameters
 FIELDS = {
-    "n_layers": (Int, 4),
-    "n_heads": (Int, 4),
-    "feed_forward_dimensions": (Int, 1024),
-    "query_dimensions": (Int, 64),
-    "value_dimensions": (Int, 64),
-    "dropout": (Float, 0.1),
+    "n_layers": (PositiveInt, 4),
+    "n_heads": (PositiveInt, 4),
+    "feed_forward_dimensions": (PositiveInt, 1024),
+    "query_dimensions": (PositiveInt, 64),
+    "value_dimensions": (PositiveInt, 64),
+    "dropout": (Probability, 0.1),
     "activation": (Choice(["relu", "gelu"]), "relu"),
     "final_normalization": (Bool, True),
     "event_dispatcher": (EventDispatcherInstance, ""),

@@ -186,6 +186,9 @@ class LSTM(Module):
                                                    else input)
         x = x.contiguous()
         steps, batch = x.shape[0], x.shape[1]
+        if steps == 0:
+            raise ValueError(f"LSTM: input of shape {tuple(input.shape)} has no time steps; "
+                             "expected a sequence length of at least 1 (as PyTorch)")
         directions = 2 if self.bidirectional else 1
         h0, c0 = self._initial_state(hx, batch, directions, unbatched, x)
         lengths = _lengths_array(lengths, batch, steps)

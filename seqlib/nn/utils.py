@@ -14,17 +14,25 @@ def _as_list(parameters) -> list:
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> Tensor:
+                    error_if_nonfinite: bool = False, foreach: bool | None = None) -> Tensor:
     """Scale gradients so that their joint norm is at most ``max_norm``.
+
+    A NaN anywhere makes the norm NaN, and then every gradient NaN (as PyTorch), unless
+    ``error_if_nonfinite`` raises first.
 
     Args:
         parameters: a tensor or an iterable of tensors whose ``.grad`` to clip.
-        max_norm: the largest allowed norm.
+        max_norm: the largest allowed norm (non-negative).
         norm_type: p of the p-norm (``inf`` for the max norm).
         error_if_nonfinite: raise if the total norm is nan or inf.
+        foreach: accepted for PyTorch compatibility; the result is the same either way.
     Returns:
         the total norm of the gradients before clipping, as a 0-d tensor.
     """
+    max_norm = float(max_norm)
+    if not max_norm >= 0:  # also catches NaN
+        raise ValueError(f"clip_grad_norm_: max_norm must be a non-negative number, got "
+                         f"{max_norm} (a negative one would flip every gradient)")
     grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
     if not grads:
         from seqlib.core.creation import tensor
@@ -33,7 +41,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     xp = get_array_module(grads[0]._array)
     norm_type = float(norm_type)
     if norm_type == math.inf:
-        total = max(float(xp.abs(g._array).max()) if g.numel() else 0.0 for g in grads)
+        # NaN-propagating maximum (Python's max() would skip a NaN depending on order)
+        maxima = [xp.abs(g._array).max().astype(xp.float64) for g in grads if g.numel()]
+        total = float(xp.max(xp.stack(maxima))) if maxima else 0.0
     else:
         total = sum(float((xp.abs(g._array.astype(xp.float64)) ** norm_type).sum())
                     for g in grads) ** (1.0 / norm_type)
@@ -45,7 +55,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
             "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
         )
     coefficient = max_norm / (total + 1e-6)
-    if coefficient < 1:
+    if not coefficient >= 1:  # a NaN norm scales everything to NaN, as PyTorch's clamp does
         with no_grad():
             for g in grads:
                 g.mul_(coefficient)

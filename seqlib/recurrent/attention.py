@@ -24,6 +24,31 @@ from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
 
 
+def check_state(owner: Module, state, expected: dict) -> None:
+    """Raise, naming what was expected, unless ``state`` is a list of tensors with the
+    ``expected`` shapes (``{"S": (N, H, D, M), ...}``; None matches any size)."""
+    shapes = [tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+              for s in (state if isinstance(state, (list, tuple)) else [state])]
+    fits = isinstance(state, (list, tuple)) and len(state) == len(expected) and all(
+        isinstance(s, Tensor) and s.ndim == len(shape)
+        and all(e is None or e == d for e, d in zip(shape, s.shape))
+        for s, shape in zip(state, expected.values()))
+    if not fits:
+        want = ", ".join(f"{name} ({', '.join('*' if e is None else str(e) for e in shape)})"
+                         for name, shape in expected.items())
+        raise ValueError(f"{type(owner).__name__}: the state must be [{want}] for this input, "
+                         f"got {shapes}; was it made by another model or another batch?")
+
+
+def check_step_input(owner: Module, x: Tensor, d_model: int, name: str = "x") -> None:
+    """One position per call: ``x`` must be ``(N, d_model)``."""
+    if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != d_model:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{type(owner).__name__}: {name} must be (N, {d_model}), one position "
+                         f"per call, got {shape}; run the parallel model on (N, L, {d_model}) "
+                         "sequences")
+
+
 class RecurrentAttentionLayer(Module):
     """The recurrent twin of AttentionLayer: same parameters, one position per call.
 
@@ -38,6 +63,9 @@ class RecurrentAttentionLayer(Module):
         add_projections(self, attention, d_model, n_heads, d_keys, d_values, event_dispatcher)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
+        d_model = self.query_projection.in_features
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            check_step_input(self, x, d_model, name)
         N = query.shape[0]
         H = self.n_heads
         q = self.query_projection(query).view(N, H, -1)
@@ -66,6 +94,8 @@ class RecurrentFullAttention(Module):
         if state is None:
             keys, values = key[:, :, None], value[:, :, None]
         else:
+            (N, H, E), M = key.shape, value.shape[-1]
+            check_state(self, state, {"keys": (N, H, None, E), "values": (N, H, None, M)})
             keys = cat([state[0], key[:, :, None]], dim=2)
             values = cat([state[1], value[:, :, None]], dim=2)
         scores = (keys @ (query * temperature)[..., None])[..., 0]  # (N, H, S)
@@ -91,11 +121,7 @@ class RecurrentLinearAttention(FeatureMapAttention):
         if state is None:
             S, Z = update, K
         else:
-            if state[0].shape[0] != Q.shape[0]:
-                raise ValueError(
-                    f"the batch size changed during iteration: state has {state[0].shape[0]} "
-                    f"rows, the input {Q.shape[0]}"
-                )
+            check_state(self, state, {"S": tuple(update.shape), "Z": tuple(K.shape)})
             S, Z = state[0] + update, state[1] + K
         normaliser = 1 / ((Q * Z).sum(-1, keepdim=True) + self.eps)  # (N, H, 1)
         out = (Q[:, :, None] @ S)[:, :, 0] * normaliser  # (N, H, M)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
 from seqlib.recurrent import fast_step
+from seqlib.recurrent.attention import check_step_input
 from seqlib.transformers import _LayerStack, add_feed_forward, feed_forward
 
 
@@ -27,6 +28,7 @@ class RecurrentTransformerEncoderLayer(Module):
         add_feed_forward(self, d_model, d_ff, dropout, activation, 2, event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
+        check_step_input(self, x, self.linear1.in_features)
         plan = fast_step.layer_plan(self)
         if plan is not None:
             fused = fast_step.run(plan, x, None if state is None else [state])
@@ -41,6 +43,8 @@ class RecurrentTransformerEncoder(_LayerStack):
     """A stack of recurrent encoder layers; the state is a list with one entry per layer."""
 
     def forward(self, x: Tensor, state=None):
+        if len(self.layers):
+            check_step_input(self, x, self.layers[0].linear1.in_features)
         plan = fast_step.encoder_plan(self)
         if plan is not None:
             fused = fast_step.run(plan, x, state)
