@@ -2,21 +2,20 @@
 
 Tensors go into the safetensors body; the structure around them (dicts, lists, tuples,
 numbers, strings, None) goes into the header's metadata as JSON. Nothing is pickled, so
-loading never runs code. Writes are atomic: a temporary file in the same directory is
-written, fsynced and renamed over the target, so a crash never leaves a half-written file.
+loading never runs code. Writes are atomic (``atomic_write``) and files get the permissions
+``open(path, "w")`` would give.
 A plain safetensors file (e.g. a state_dict exported from PyTorch) loads as a dict of tensors.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy
 
+from seqlib.atomic_write import atomic_write
 from seqlib.core.backend import Device, cuda_is_available
 from seqlib.core.tensor import Tensor
 
@@ -70,33 +69,11 @@ def save(obj, path) -> None:
     """
     from safetensors.numpy import save_file
 
-    path = Path(path)
     tensors, ids = {}, {}
     structure = _encode(obj, tensors, ids, "obj")
     metadata = {"format": FORMAT, "version": VERSION, "structure": json.dumps(structure)}
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent if str(path.parent) else ".")
-    os.close(descriptor)
-    try:
+    with atomic_write(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory if str(directory) else ".", os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _read_header(data: bytes, path) -> dict:

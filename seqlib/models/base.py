@@ -22,12 +22,14 @@ class PretrainedModel(Module):
     def save_pretrained(self, directory, tokenizer=None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to
         ``directory`` (created if needed)."""
+        from seqlib.atomic_write import atomic_write
         from seqlib.serialization import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"model_type": self.model_type, **dataclasses.asdict(self.config)}
-        (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        with atomic_write(directory / CONFIG) as temporary:
+            temporary.write_text(json.dumps(config, indent=2) + "\n")
         save(self.state_dict(), directory / WEIGHTS)
         tokenizer = tokenizer or self.tokenizer
         if tokenizer is not None:
