@@ -112,6 +112,17 @@ def test_the_aliases_give_a_foreign_reader_the_full_state_dict(tmp_path):
     numpy.testing.assert_array_equal(state["head.weight"], model.head.weight.detach().numpy())
 
 
+def test_from_pretrained_ties_a_weight_another_tool_stored_once(tmp_path):
+    """As Hugging Face and ``safetensors.torch.save_model`` write it: no alias at all."""
+    model = _lm()
+    model.save_pretrained(tmp_path / "lm")
+    state = {k: v.numpy() for k, v in model.state_dict().items() if k != "head.weight"}
+    save_file(state, str(tmp_path / "lm" / "model.safetensors"), metadata={"format": "pt"})
+    loaded = from_pretrained(tmp_path / "lm")
+    assert loaded.head.weight is loaded.token_embedding.weight
+    assert loaded.head.weight.equal(model.head.weight)
+
+
 def test_keys_of_roots_lists_and_clashing_paths(tmp_path):
     first, second = sl.ones(2), sl.zeros(3)
     sl.save(first, tmp_path / "root.st")

@@ -62,7 +62,7 @@ def from_pretrained(directory, map_location=None, expected=None):
         raise TypeError(f"from_pretrained: {directory} holds a {cls.__name__}, not a "
                         f"{expected.__name__}")
     model = cls(cls.config_class(**config))
-    state = load(directory / WEIGHTS, map_location)
+    state = _with_tied_entries(model, load(directory / WEIGHTS, map_location))
     floating = [t.dtype for t in state.values() if t.is_floating_point()]
     if floating:  # keep the saved precision (the model was built in the default dtype)
         model.to(floating[0])
@@ -71,3 +71,21 @@ def from_pretrained(directory, map_location=None, expected=None):
         if (directory / name).is_file():
             model.tokenizer = load_tokenizer(directory / name)
     return model.eval()
+
+
+def _with_tied_entries(model: Module, state: dict) -> dict:
+    """``state`` plus the entries of tied weights it stores under another of their names.
+
+    seqlib's own files restore every name (the aliases are in their metadata), but files from
+    other tools store a tied weight once and leave the rest out (Hugging Face's
+    ``save_pretrained``, ``safetensors.torch.save_model``); the model ties them itself.
+    """
+    names = {}  # id(tensor) -> every name the model gives that tensor
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(tensor), []).append(name)
+    state = dict(state)
+    for tied in names.values():
+        stored = next((name for name in tied if name in state), None)
+        for name in tied if stored is not None else ():
+            state.setdefault(name, state[stored])
+    return state
