@@ -242,3 +242,37 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
             temporary.write_text("half of the new")
             raise RuntimeError("disk full")
     assert path.read_text() == "old" and sorted(tmp_path.iterdir()) == [path]
+
+
+def _tied_lm_step(model, optimizer, tokens):
+    _, loss = model(tokens[:, :-1], tokens[:, 1:])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_a_checkpoint_with_tied_weights_resumes_bit_identically(tmp_path):
+    from seqlib.models import TransformerLM, TransformerLMConfig
+
+    def setup():
+        sl.manual_seed(0)
+        model = TransformerLM(TransformerLMConfig(vocab_size=9, d_model=8, n_layers=1,
+                                                  n_heads=2, dropout=0.2))
+        return model, optim.AdamW(model.parameters(), lr=0.01)
+
+    tokens = sl.randint(0, 9, (2, 7), generator=sl.Generator().manual_seed(1))
+    model, optimizer = setup()
+    straight = [_tied_lm_step(model, optimizer, tokens) for _ in range(4)]
+    model, optimizer = setup()
+    first = [_tied_lm_step(model, optimizer, tokens) for _ in range(2)]
+    sl.save_checkpoint(tmp_path / "lm.st", model=model, optimizer=optimizer, step=2)
+    sl.manual_seed(7)
+    model, optimizer = setup()
+    sl.load_checkpoint(tmp_path / "lm.st", model=model, optimizer=optimizer)
+    assert model.head.weight is model.token_embedding.weight
+    second = [_tied_lm_step(model, optimizer, tokens) for _ in range(2)]
+    assert first + second == straight
+    from safetensors.numpy import load_file
+
+    assert "model.head.weight" not in load_file(str(tmp_path / "lm.st"))

@@ -21,7 +21,18 @@ class PretrainedModel(Module):
 
     def save_pretrained(self, directory, tokenizer=None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to
-        ``directory`` (created if needed)."""
+        ``directory`` (created if needed).
+
+        ``model.safetensors`` is a plain state_dict file: its keys are the parameter names,
+        a tied weight stored once under its first name (the others in the ``aliases``
+        metadata), so ``safetensors.torch.load_model`` loads it into a PyTorch twin.
+
+        Args:
+            directory: where to write.
+            tokenizer: the tokenizer to save with the model (default ``self.tokenizer``).
+        Returns:
+            ``directory`` as a ``Path``.
+        """
         from seqlib.atomic_write import atomic_write
         from seqlib.serialization import save
 
