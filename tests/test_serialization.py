@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -194,3 +195,84 @@ def test_load_checkpoint_errors(tmp_path):
         sl.load_checkpoint(tmp_path / "c.st", model=nn.Linear(1, 1))
     with pytest.raises(KeyError, match="no state for generator 'data'"):
         sl.load_checkpoint(tmp_path / "c.st", generators={"data": sl.Generator()})
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_follow_the_umask_like_open(tmp_path, umask):
+    from seqlib.models import TransformerLM, TransformerLMConfig
+    from seqlib.tokenizers import CharTokenizer
+
+    model = TransformerLM(TransformerLMConfig(vocab_size=5, d_model=4, n_layers=1, n_heads=1))
+    previous = os.umask(umask)
+    try:
+        sl.save({"a": sl.ones(2)}, tmp_path / "plain.safetensors")
+        sl.save_checkpoint(tmp_path / "run.safetensors", model=model, step=1)
+        model.save_pretrained(tmp_path / "model", tokenizer=CharTokenizer(list("abcde")))
+        (tmp_path / "reference").write_text("written by open()")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert _mode(tmp_path / "reference") == expected
+    written = [tmp_path / "plain.safetensors", tmp_path / "run.safetensors",
+               *sorted((tmp_path / "model").iterdir())]
+    assert [p.name for p in written[2:]] == ["config.json", "model.safetensors",
+                                             "tokenizer.json"]
+    assert {p.name: oct(_mode(p)) for p in written} == {p.name: oct(expected) for p in written}
+
+
+def test_rewriting_a_file_keeps_its_mode_as_open_does(tmp_path):
+    path = tmp_path / "w.safetensors"
+    sl.save({"a": sl.ones(2)}, path)
+    os.chmod(path, 0o640)
+    sl.save({"a": sl.zeros(2)}, path)
+    assert _mode(path) == 0o640 and sl.load(path)["a"].tolist() == [0.0, 0.0]
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from seqlib.atomic_write import atomic_write
+
+    path = tmp_path / "config.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_write(path) as temporary:
+            temporary.write_text("half of the new")
+            raise RuntimeError("disk full")
+    assert path.read_text() == "old" and sorted(tmp_path.iterdir()) == [path]
+
+
+def _tied_lm_step(model, optimizer, tokens):
+    _, loss = model(tokens[:, :-1], tokens[:, 1:])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_a_checkpoint_with_tied_weights_resumes_bit_identically(tmp_path):
+    from seqlib.models import TransformerLM, TransformerLMConfig
+
+    def setup():
+        sl.manual_seed(0)
+        model = TransformerLM(TransformerLMConfig(vocab_size=9, d_model=8, n_layers=1,
+                                                  n_heads=2, dropout=0.2))
+        return model, optim.AdamW(model.parameters(), lr=0.01)
+
+    tokens = sl.randint(0, 9, (2, 7), generator=sl.Generator().manual_seed(1))
+    model, optimizer = setup()
+    straight = [_tied_lm_step(model, optimizer, tokens) for _ in range(4)]
+    model, optimizer = setup()
+    first = [_tied_lm_step(model, optimizer, tokens) for _ in range(2)]
+    sl.save_checkpoint(tmp_path / "lm.st", model=model, optimizer=optimizer, step=2)
+    sl.manual_seed(7)
+    model, optimizer = setup()
+    sl.load_checkpoint(tmp_path / "lm.st", model=model, optimizer=optimizer)
+    assert model.head.weight is model.token_embedding.weight
+    second = [_tied_lm_step(model, optimizer, tokens) for _ in range(2)]
+    assert first + second == straight
+    from safetensors.numpy import load_file
+
+    assert "model.head.weight" not in load_file(str(tmp_path / "lm.st"))

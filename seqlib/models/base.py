@@ -21,13 +21,26 @@ class PretrainedModel(Module):
 
     def save_pretrained(self, directory, tokenizer=None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to
-        ``directory`` (created if needed)."""
+        ``directory`` (created if needed).
+
+        ``model.safetensors`` is a plain state_dict file: its keys are the parameter names,
+        a tied weight stored once under its first name (the others in the ``aliases``
+        metadata), so ``safetensors.torch.load_model`` loads it into a PyTorch twin.
+
+        Args:
+            directory: where to write.
+            tokenizer: the tokenizer to save with the model (default ``self.tokenizer``).
+        Returns:
+            ``directory`` as a ``Path``.
+        """
+        from seqlib.atomic_write import atomic_write
         from seqlib.serialization import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"model_type": self.model_type, **dataclasses.asdict(self.config)}
-        (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        with atomic_write(directory / CONFIG) as temporary:
+            temporary.write_text(json.dumps(config, indent=2) + "\n")
         save(self.state_dict(), directory / WEIGHTS)
         tokenizer = tokenizer or self.tokenizer
         if tokenizer is not None:
@@ -60,7 +73,7 @@ def from_pretrained(directory, map_location=None, expected=None):
         raise TypeError(f"from_pretrained: {directory} holds a {cls.__name__}, not a "
                         f"{expected.__name__}")
     model = cls(cls.config_class(**config))
-    state = load(directory / WEIGHTS, map_location)
+    state = _with_tied_entries(model, load(directory / WEIGHTS, map_location))
     floating = [t.dtype for t in state.values() if t.is_floating_point()]
     if floating:  # keep the saved precision (the model was built in the default dtype)
         model.to(floating[0])
@@ -69,3 +82,21 @@ def from_pretrained(directory, map_location=None, expected=None):
         if (directory / name).is_file():
             model.tokenizer = load_tokenizer(directory / name)
     return model.eval()
+
+
+def _with_tied_entries(model: Module, state: dict) -> dict:
+    """``state`` plus the entries of tied weights it stores under another of their names.
+
+    seqlib's own files restore every name (the aliases are in their metadata), but files from
+    other tools store a tied weight once and leave the rest out (Hugging Face's
+    ``save_pretrained``, ``safetensors.torch.save_model``); the model ties them itself.
+    """
+    names = {}  # id(tensor) -> every name the model gives that tensor
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(tensor), []).append(name)
+    state = dict(state)
+    for tied in names.values():
+        stored = next((name for name in tied if name in state), None)
+        for name in tied if stored is not None else ():
+            state.setdefault(name, state[stored])
+    return state
