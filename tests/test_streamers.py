@@ -3,6 +3,7 @@ spelled as several SentencePiece byte-fallback tokens never streams as U+FFFD.""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy
@@ -11,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import seqlib as sl
-from seqlib.streamers import IncrementalDecoder, TextStreamer
+from seqlib.models import TransformerLM, TransformerLMConfig
+from seqlib.streamers import IncrementalDecoder, TextIteratorStreamer, TextStreamer
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer
 
 SAMPLE = Path(__file__).parent / "data" / "hamlet_sample.txt"
@@ -129,3 +131,37 @@ def test_text_streamer_prints_the_prompt_and_the_new_text(spm, capsys):
         streamer.put(numpy.zeros((2, 3), numpy.int64))
     with pytest.raises(TypeError, match="integer token ids, got dtype float64"):
         streamer.put(numpy.zeros(3))
+
+
+def spm_model(spm):
+    """A random TransformerLM over the SentencePiece vocabulary: it emits stray bytes often."""
+    sl.manual_seed(0)
+    config = TransformerLMConfig(vocab_size=spm.vocab_size, d_model=16, n_layers=1, n_heads=2,
+                                 dropout=0.0)
+    return TransformerLM(config).eval()
+
+
+def test_model_generate_streams_the_text_of_its_output(spm):
+    model = spm_model(spm)
+    prompt = spm.encode("Où est")
+    collector = Collector(spm)
+    out = model.generate(prompt, max_new_tokens=40, do_sample=True, temperature=5.0,
+                         generator=sl.Generator().manual_seed(1), streamer=collector)
+    assert any(spm._processor.id_to_piece(i).startswith("<0x") for i in out.tolist()[2:])
+    assert "".join(collector.pieces) == spm.decode(out.tolist())
+    iterator = TextIteratorStreamer(spm, skip_prompt=True, timeout=60)
+    worker = threading.Thread(target=model.generate, args=(prompt,), kwargs=dict(
+        max_new_tokens=40, do_sample=True, temperature=5.0,
+        generator=sl.Generator().manual_seed(1), streamer=iterator))
+    worker.start()
+    pieces = list(iterator)
+    worker.join()
+    assert "".join(pieces) == spm.decode(out.tolist()[len(prompt):]) and all(pieces)
+
+
+def test_sl_generate_streams_text_pieces_that_join_to_its_text(spm):
+    model = spm_model(spm)
+    kwargs = dict(temperature=5.0, seed=2, tokenizer=spm)
+    text = sl.generate(model, "Où est", 40, **kwargs)
+    pieces = list(sl.generate(model, "Où est", 40, stream=True, **kwargs))
+    assert "".join(pieces) == text and len(pieces) > 5
