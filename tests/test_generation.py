@@ -118,10 +118,16 @@ def test_sampling_is_reproducible_with_a_generator_or_the_global_seed():
 
 def test_generate_runs_in_eval_mode_and_restores_the_mode():
     model = build("causal-linear")
-    model.encoder.layers[0].dropout.p = 0.9  # would scramble the prefill in training mode
-    greedy = model.generate(PROMPTS, max_new_tokens=6).tolist()
+    for layer in model.encoder.layers:  # would scramble the parallel prefill in training mode
+        layer.dropout.p = 0.9
+
+    def run():
+        return model.generate(PROMPTS, max_new_tokens=8, do_sample=True, temperature=2.0,
+                              generator=sl.Generator().manual_seed(0)).tolist()
+
+    in_eval = run()
     model.train()
-    assert model.generate(PROMPTS, max_new_tokens=6).tolist() == greedy
+    assert run() == in_eval
     assert model.training and model.encoder.layers[0].dropout.training
 
 
