@@ -4,12 +4,12 @@ Run:
     python examples/generate.py                                  # out/lm, prompt "ROMEO:"
     python examples/generate.py --model out/lm --prompt "To be" --tokens 500 --temperature 0.7
     python examples/generate.py --top-k 20 --top-p 0.9 --seed 7
+    python examples/generate.py --temperature 0                  # greedy
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ class Config:
     model: str = "out/lm"
     prompt: str = "ROMEO:"
     tokens: int = 300
-    temperature: float = 0.8
+    temperature: float = 0.8  # 0: greedy (the most likely token each step)
     top_k: int = 0  # 0: no top-k filtering
     top_p: float = 1.0  # 1: no nucleus filtering
     seed: int = 0
@@ -42,18 +42,19 @@ def main(argv=None) -> str:
     if model.tokenizer is None:
         raise SystemExit(f"{config.model} holds no tokenizer; save it with save_pretrained("
                          "..., tokenizer=...)")
-    sys.stdout.write(config.prompt)
-    pieces, start = [], time.perf_counter()
-    for piece in sl.generate(model, config.prompt, config.tokens,
-                             temperature=config.temperature, top_k=config.top_k or None,
-                             top_p=config.top_p if config.top_p < 1 else None, seed=config.seed,
-                             stream=True):
-        pieces.append(piece)
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+    prompt = model.tokenizer.encode(config.prompt)
+    start = time.perf_counter()
+    # TextStreamer prints the prompt, then each piece of text as soon as it is whole.
+    ids = model.generate(prompt, max_new_tokens=config.tokens,
+                         do_sample=config.temperature > 0, temperature=config.temperature or 1.0,
+                         top_k=config.top_k or None,
+                         top_p=config.top_p if config.top_p < 1 else None,
+                         generator=sl.Generator().manual_seed(config.seed),
+                         streamer=sl.TextStreamer(model.tokenizer))
     elapsed = time.perf_counter() - start
-    print(f"\n\n[{len(pieces)} tokens in {elapsed:.2f} s, {len(pieces) / elapsed:.0f} tokens/s]")
-    return config.prompt + "".join(pieces)
+    new = len(ids) - len(prompt)
+    print(f"\n[{new} tokens in {elapsed:.2f} s, {new / elapsed:.0f} tokens/s]")
+    return model.tokenizer.decode(ids.tolist())
 
 
 if __name__ == "__main__":

@@ -25,5 +25,6 @@ from seqlib.core import *  # noqa: F403 - seqlib re-exports the core API by desi
 from seqlib.core import autograd, cuda, dtypes, functional, losses  # noqa: F401
 from seqlib.generation import generate
 from seqlib.serialization import load, save
+from seqlib.streamers import TextIteratorStreamer, TextStreamer
 
 __version__ = "0.1.0"

@@ -1,12 +1,29 @@
-"""Sampling text from a language model one token at a time on its recurrent twin."""
+"""Generating tokens from a language model, one step at a time on its recurrent twin.
+
+One decoding loop (``_steps``) serves two entry points:
+
+* ``model.generate(input_ids, ...)`` (``generate_ids(model, input_ids, ...)`` as a function),
+  with Hugging Face's names and semantics: greedy unless ``do_sample=True``, returns the prompt
+  followed by the new tokens, reports every step to a ``streamer``;
+* ``sl.generate(model, prompt, ...)``, seqlib's first, functional form: text or id prompts,
+  batches of prompts of different lengths, returns only the new tokens (or their text),
+  ``temperature=0`` is greedy, ``stream=True`` yields the new tokens or text pieces.
+"""
 
 from __future__ import annotations
+
+import numbers
+import warnings
 
 import numpy
 
 from seqlib.core.autograd.grad_mode import no_grad
 from seqlib.core.creation import tensor
-from seqlib.core.random import Generator
+from seqlib.core.random import Generator, rng
+from seqlib.core.tensor import Tensor
+from seqlib.streamers import IncrementalDecoder
+
+# ---------------------------------------------------------------------------- choosing tokens
 
 
 def filter_logits(logits: numpy.ndarray, top_k: int | None = None,
@@ -42,21 +59,255 @@ def filter_logits(logits: numpy.ndarray, top_k: int | None = None,
     return logits
 
 
-def sample(logits: numpy.ndarray, temperature: float, top_k, top_p, rng) -> numpy.ndarray:
-    """Draw one token id per row of ``(N, V)`` logits (greedy when temperature is 0)."""
+def _draw(logits: numpy.ndarray, temperature: float, top_k, top_p,
+          draw_from: numpy.random.Generator) -> numpy.ndarray:
+    """One token id per row, drawn from ``softmax(filter(logits / temperature))``: the order
+    of Hugging Face's warpers (temperature, then top-k, then top-p)."""
+    filtered = filter_logits(logits / temperature, top_k, top_p)
+    probs = numpy.exp(filtered - filtered.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    draws = draw_from.random((probs.shape[0], 1))
+    return (numpy.cumsum(probs, -1) < draws).sum(-1).clip(0, probs.shape[-1] - 1)
+
+
+def sample(logits: numpy.ndarray, temperature: float, top_k, top_p,
+           draw_from: numpy.random.Generator) -> numpy.ndarray:
+    """Draw one token id per row of ``(N, V)`` logits (greedy when temperature is 0).
+
+    Args:
+        logits: ``(N, V)``.
+        temperature: >= 0; 0 picks the most likely token.
+        top_k, top_p: see ``filter_logits``.
+        draw_from: a ``numpy.random.Generator``.
+    Returns:
+        ``(N,)`` token ids.
+    """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(-1)
-    filtered = filter_logits(logits / temperature, top_k, top_p)
-    probs = numpy.exp(filtered - filtered.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    draws = rng.random((probs.shape[0], 1))
-    return (numpy.cumsum(probs, -1) < draws).sum(-1).clip(0, probs.shape[-1] - 1)
+    return _draw(logits, temperature, top_k, top_p, draw_from)
+
+
+def _chooser(do_sample: bool, temperature, top_k, top_p, draw_from):
+    """``logits (N, V) -> ids (N,)``: argmax, or a draw from the filtered distribution."""
+    if not do_sample:
+        return lambda logits: logits.argmax(-1)
+    return lambda logits: _draw(logits, temperature, top_k, top_p, draw_from)
+
+
+# ---------------------------------------------------------------------------- checking arguments
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
+
+
+def _check_sampling(do_sample: bool, temperature, top_k, top_p) -> None:
+    """Raise a ValueError naming the first sampling argument out of its range."""
+    if top_k is not None and not (_is_int(top_k) and top_k >= 1):
+        raise ValueError(f"generate: top_k must be an int >= 1 (None: no top-k filtering), "
+                         f"got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
+        raise ValueError(f"generate: top_p must be in (0, 1] (None: no nucleus filtering), "
+                         f"got {top_p!r}")
+    if do_sample and not (isinstance(temperature, numbers.Real) and temperature > 0):
+        raise ValueError(f"generate: temperature must be > 0 when sampling, got {temperature!r} "
+                         "(greedy decoding is do_sample=False)")
+
+
+def _warn_unused(temperature, top_k, top_p) -> None:
+    """Hugging Face warns, too, when sampling arguments are given to greedy decoding."""
+    unused = [f"{name}={value!r}" for name, value, default in
+              (("temperature", temperature, 1.0), ("top_k", top_k, None), ("top_p", top_p, None))
+              if value != default]
+    if unused:
+        warnings.warn(f"generate: do_sample=False decodes greedily, so {', '.join(unused)} "
+                      "has no effect; pass do_sample=True to sample", UserWarning, stacklevel=4)
+
+
+def _vocab_size(model) -> int | None:
+    """The model's vocabulary size where its config (or its parallel model's) says it."""
+    config = getattr(model, "config", None) or getattr(getattr(model, "model", None),
+                                                       "config", None)
+    return getattr(config, "vocab_size", None)
+
+
+def _token_list(name: str, ids, vocab_size: int | None) -> list:
+    """``ids`` (None, an int or a list of ints) as a list of ints inside the vocabulary."""
+    if ids is None:
+        return []
+    values = [ids] if _is_int(ids) else list(ids) if isinstance(ids, (list, tuple)) else [ids]
+    for value in values:
+        if not _is_int(value):
+            raise TypeError(f"generate: {name} must be an int or a list of ints, got {ids!r}")
+        if vocab_size is not None and not 0 <= value < vocab_size:
+            raise ValueError(f"generate: {name} {value} is not in the vocabulary "
+                             f"[0, {vocab_size})")
+    return [int(value) for value in values]
+
+
+def _check_prompt_ids(ids: numpy.ndarray, vocab_size: int | None) -> None:
+    if vocab_size is not None and ids.size and not 0 <= ids.min() <= ids.max() < vocab_size:
+        bad = ids.min() if ids.min() < 0 else ids.max()
+        raise ValueError(f"generate: prompt token id {bad} is not in the vocabulary "
+                         f"[0, {vocab_size})")
+
+
+def _check_max_new_tokens(max_new_tokens) -> None:
+    if not (_is_int(max_new_tokens) and max_new_tokens >= 0):
+        raise ValueError(f"generate: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+
+
+# ---------------------------------------------------------------------------- the decoding loop
+
+
+def _device(model):
+    """Where the model's parameters live (None: no parameters, the default device)."""
+    for parameter in model.parameters():
+        return parameter.device
+    return None
+
+
+def _steps(model, prompts: list, max_new_tokens: int, choose, eos_ids: list):
+    """Yield, per step, one new token or None per row (None: the row is still reading its
+    prompt, or it has finished).
+
+    The prompt prefix that all rows share in length is read in one parallel pass
+    (``model.prefill``) where the model has one; the rest of each prompt and every new token go
+    through the recurrent twin (``model.recurrent()``) one step at a time: per-token time and
+    memory stay constant for linear attention. A row finishes after ``max_new_tokens`` tokens or
+    after one of ``eos_ids``; the loop ends when every row has finished.
+    """
+    recurrent = model.recurrent() if hasattr(model, "recurrent") else model
+    modes = [(module, module.training) for module in (model, recurrent)]
+    for module, _ in modes:  # no dropout, in the parallel prefill either
+        module.eval()
+    device = _device(recurrent)
+    lengths = [len(p) for p in prompts]
+    produced = [0] * len(prompts)
+    done = [max_new_tokens <= 0] * len(prompts)
+    state, start = None, 0
+    shared = min(lengths) - 1  # positions every prompt has before its last token
+    try:
+        with no_grad():
+            if shared > 0 and hasattr(model, "prefill"):  # one parallel pass for the prefix
+                state = model.prefill(tensor([p[:shared] for p in prompts], device=device))
+                start = shared
+            current = [p[start] for p in prompts]
+            for t in range(start, max(lengths) + max_new_tokens - 1):
+                if all(done):
+                    return
+                logits, state = recurrent(tensor(current, device=device), state)
+                chosen = choose(logits.detach().numpy(force=True))
+                new = [None] * len(prompts)
+                for row, length in enumerate(lengths):
+                    if t + 1 < length:
+                        current[row] = prompts[row][t + 1]  # still reading the prompt
+                        continue
+                    if not done[row]:
+                        new[row] = int(chosen[row])
+                        produced[row] += 1
+                        done[row] = produced[row] >= max_new_tokens or new[row] in eos_ids
+                    current[row] = int(chosen[row])
+                if t + 1 >= min(lengths):  # not while every row is still reading its prompt
+                    yield new
+    finally:
+        for module, training in reversed(modes):
+            module.train(training)
+
+
+# ---------------------------------------------------------------------------- model.generate
+
+
+def _id_matrix(input_ids) -> tuple:
+    """``(ids (N, L) int64 array, given_as_1d, device)`` from a list, NumPy array or Tensor."""
+    device = None
+    if isinstance(input_ids, Tensor):
+        device = input_ids.device
+        array = input_ids.detach().numpy(force=True)
+    elif isinstance(input_ids, str) or (isinstance(input_ids, (list, tuple)) and input_ids
+                                        and isinstance(input_ids[0], str)):
+        raise TypeError("generate: input_ids must be token ids, got text: encode it first "
+                        "(tokenizer.encode(text)), or call sl.generate(model, text, ...)")
+    else:
+        if isinstance(input_ids, (list, tuple)) and input_ids and all(
+                isinstance(row, (list, tuple, numpy.ndarray, Tensor)) for row in input_ids):
+            lengths = [len(row) for row in input_ids]
+            if len(set(lengths)) > 1:
+                raise ValueError(
+                    f"generate: the prompts of a batch must have one length, got lengths "
+                    f"{lengths}; seqlib does not left-pad: generate them one by one, or call "
+                    "sl.generate(model, prompts, ...), which runs prompts of different lengths")
+        array = numpy.asarray(input_ids)
+    if array.size == 0:
+        array = array.astype(numpy.int64)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"generate: input_ids must be integer token ids, got dtype {array.dtype}")
+    if array.ndim not in (1, 2):
+        raise ValueError(f"generate: input_ids must have shape (L,) or (N, L), got "
+                         f"{array.shape}")
+    if array.shape[-1] == 0:
+        raise ValueError(f"generate: every prompt needs at least one token, got input_ids of "
+                         f"shape {array.shape}")
+    return array.astype(numpy.int64).reshape(-1, array.shape[-1]), array.ndim == 1, device
+
+
+def generate_ids(model, input_ids, max_new_tokens: int = 20, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 eos_token_id=None, pad_token_id: int | None = None, streamer=None,
+                 generator: Generator | None = None) -> Tensor:
+    """``model.generate`` as a function: same arguments, same result (see
+    ``PretrainedModel.generate``).
+
+    Args:
+        model: a language model with ``recurrent()`` (TransformerLM, LSTMLM) or a recurrent
+            model ``(tokens (N,), state) -> (logits, state)``.
+        input_ids: ``(N, L)`` or ``(L,)`` token ids: a list, a NumPy array or a Tensor.
+        max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id,
+        streamer, generator: see ``PretrainedModel.generate``.
+    Returns:
+        ``(N, L + T)`` (or ``(L + T,)``) int64 ids: the prompt, then ``T <= max_new_tokens``
+        new tokens.
+    """
+    ids, given_as_1d, device = _id_matrix(input_ids)
+    vocab_size = _vocab_size(model)
+    _check_prompt_ids(ids, vocab_size)
+    _check_max_new_tokens(max_new_tokens)
+    _check_sampling(do_sample, temperature, top_k, top_p)
+    if not do_sample:
+        _warn_unused(temperature, top_k, top_p)
+    eos_ids = _token_list("eos_token_id", eos_token_id, vocab_size)
+    if pad_token_id is not None and not _is_int(pad_token_id):
+        raise TypeError(f"generate: pad_token_id must be an int, got {pad_token_id!r}")
+    # Finished rows need a filler; Hugging Face falls back to the first eos id (with a warning).
+    pad = _token_list("pad_token_id", pad_token_id, vocab_size) or eos_ids[:1]
+    choose = _chooser(do_sample, temperature, top_k, top_p, rng(generator))
+    if streamer is not None:
+        streamer.put(tensor(ids))
+    columns = [ids]
+    if len(ids):  # an empty batch has nothing to continue
+        for new in _steps(model, ids.tolist(), max_new_tokens, choose, eos_ids):
+            step = numpy.array([pad[0] if token is None else token for token in new],
+                               dtype=numpy.int64)
+            columns.append(step[:, None])
+            if streamer is not None:
+                streamer.put(tensor(step))
+    if streamer is not None:
+        streamer.end()
+    result = numpy.concatenate(columns, axis=1)
+    return tensor(result[0] if given_as_1d else result, device=device)
+
+
+# ---------------------------------------------------------------------------- sl.generate
 
 
 def _prompts(prompt, tokenizer):
     """``(list of id lists, batched, as_text)`` from text, ids, or a batch of either."""
+    if isinstance(prompt, Tensor):
+        prompt = prompt.tolist()
+    if isinstance(prompt, numpy.ndarray):
+        prompt = prompt.tolist()
     if isinstance(prompt, str):
         prompt, as_text, batched = [prompt], True, False
     elif prompt and isinstance(prompt[0], str):
@@ -77,15 +328,14 @@ def _prompts(prompt, tokenizer):
 
 
 def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None,
-             seed: int | None = None, stream: bool = False, tokenizer=None):
-    """Continue ``prompt`` with up to ``max_new_tokens`` sampled tokens.
+             top_k: int | None = None, top_p: float | None = None, eos_id=None,
+             seed: int | None = None, stream: bool = False, tokenizer=None,
+             generator: Generator | None = None):
+    """Continue ``prompt`` with up to ``max_new_tokens`` tokens (the functional form; for
+    Hugging Face's conventions use ``model.generate``, which runs the same loop).
 
-    The prompt prefix that all rows share in length is read in one parallel pass
-    (``model.prefill``) where the model has one; the rest of each prompt and every new token go
-    through the recurrent twin (``model.recurrent()``) one step at a time: per-token time and
-    memory stay constant for linear attention. Prompts of different lengths run together, each
-    row sampling from the step after its own last prompt token.
+    Prompts of different lengths run together, each row sampling from the step after its own
+    last prompt token.
 
     Args:
         model: a language model with ``recurrent()`` (TransformerLM, LSTMLM) or a recurrent
@@ -94,11 +344,12 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
         max_new_tokens: tokens to add per prompt.
         temperature: 0 is greedy; higher is more random.
         top_k, top_p: restrict sampling to the k most likely tokens / the nucleus of mass p.
-        eos_id: stop a row after it samples this token.
-        seed: makes the sampling reproducible.
-        stream: return an iterator yielding each new token (or text piece) as it is sampled
-            (single prompts only).
+        eos_id: stop a row after it produces this token (an int or a list of ints).
+        seed: makes the sampling reproducible (default: draw from ``generator``).
+        stream: return an iterator over the new tokens, or for a text prompt over text pieces
+            whose concatenation is the generated text (single prompts only).
         tokenizer: for text prompts (default ``model.tokenizer``).
+        generator: the Generator to draw from (default: the global one, ``sl.manual_seed``).
     Returns:
         the new token ids (or text, for text prompts); a list of them for a batch.
     """
@@ -106,10 +357,21 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
     prompts, batched, as_text = _prompts(prompt, tokenizer)
     if stream and batched:
         raise ValueError("generate: stream=True takes a single prompt")
-    steps = _steps(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, seed)
+    if not (isinstance(temperature, numbers.Real) and temperature >= 0):
+        raise ValueError(f"generate: temperature must be >= 0 (0: greedy), got {temperature!r}")
+    if seed is not None and generator is not None:
+        raise ValueError("generate: give seed or generator, not both")
+    vocab_size = _vocab_size(model)
+    for ids in prompts:
+        _check_prompt_ids(numpy.asarray(ids), vocab_size)
+    _check_max_new_tokens(max_new_tokens)
+    _check_sampling(temperature > 0, temperature, top_k, top_p)
+    eos_ids = _token_list("eos_id", eos_id, vocab_size)
+    draw_from = rng(Generator().manual_seed(seed) if seed is not None else generator)
+    choose = _chooser(temperature > 0, temperature, top_k, top_p, draw_from)
+    steps = _steps(model, prompts, max_new_tokens, choose, eos_ids)
     if stream:
-        return (tokenizer.decode([token]) if as_text else token for token in
-                (tokens[0] for tokens in steps if tokens[0] is not None))
+        return _stream(steps, tokenizer if as_text else None)
     outputs = [[] for _ in prompts]
     for tokens in steps:
         for row, token in enumerate(tokens):
@@ -120,39 +382,17 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
     return outputs if batched else outputs[0]
 
 
-def _steps(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, seed):
-    """Yield, per step, one new token or None per row."""
-    recurrent = model.recurrent() if hasattr(model, "recurrent") else model
-    was_training = recurrent.training
-    recurrent.eval()
-    rng = (Generator().manual_seed(seed) if seed is not None else Generator()).numpy_generator
-    lengths = [len(p) for p in prompts]
-    produced = [0] * len(prompts)
-    done = [max_new_tokens <= 0] * len(prompts)
-    state, start = None, 0
-    shared = min(lengths) - 1  # positions every prompt has before its last token
-    try:
-        with no_grad():
-            if shared > 0 and hasattr(model, "prefill"):  # one parallel pass for the prefix
-                state = model.prefill(tensor([p[:shared] for p in prompts]))
-                start = shared
-            current = [p[start] for p in prompts]
-            for t in range(start, max(lengths) + max_new_tokens - 1):
-                if all(done):
-                    return
-                logits, state = recurrent(tensor(current), state)
-                chosen = sample(logits.detach().numpy(force=True), temperature, top_k, top_p,
-                                rng)
-                new = [None] * len(prompts)
-                for row, length in enumerate(lengths):
-                    if t + 1 < length:
-                        current[row] = prompts[row][t + 1]  # still reading the prompt
-                        continue
-                    if not done[row]:
-                        new[row] = int(chosen[row])
-                        produced[row] += 1
-                        done[row] = produced[row] >= max_new_tokens or new[row] == eos_id
-                    current[row] = int(chosen[row])
-                yield new
-    finally:
-        recurrent.train(was_training)
+def _stream(steps, tokenizer):
+    """The new tokens of the single row, or (with a tokenizer) their text in final pieces."""
+    tokens = (new[0] for new in steps if new[0] is not None)
+    if tokenizer is None:
+        yield from tokens
+        return
+    decoder = IncrementalDecoder(tokenizer)
+    for token in tokens:
+        piece = decoder.push([token])
+        if piece:
+            yield piece
+    piece = decoder.flush()
+    if piece:
+        yield piece

@@ -85,3 +85,22 @@ def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, capsys):
     assert "interrupted: checkpoint saved" in capsys.readouterr().out
     monkeypatch.setattr(optim.AdamW, "step", original)
     assert train_lm.main(["--steps", "2", "--resume", "--out", str(tmp_path), *TINY])["step"] == 2
+
+
+def test_generate_streams_multibyte_text_exactly(tmp_path, capsys):
+    """With a SentencePiece model and a prompt spelled with byte-fallback tokens, the example
+    prints exactly the text it returns (the prompt without U+FFFD)."""
+    import seqlib as sl
+    from seqlib.models import TransformerLM, TransformerLMConfig
+    from seqlib.tokenizers import SentencePieceTokenizer
+
+    tokenizer = SentencePieceTokenizer.train(files=[SAMPLE], vocab_size=400)
+    sl.manual_seed(0)
+    model = TransformerLM(TransformerLMConfig(vocab_size=tokenizer.vocab_size, d_model=16,
+                                              n_layers=1, n_heads=2, dropout=0.0))
+    model.eval().save_pretrained(tmp_path, tokenizer=tokenizer)
+    capsys.readouterr()
+    text = load("generate").main(["--model", str(tmp_path), "--prompt", "Où est le café?",
+                                  "--tokens", "30", "--temperature", "0"])
+    printed = capsys.readouterr().out
+    assert text.startswith("Où est le café?") and printed.startswith(text + "\n")

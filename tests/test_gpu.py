@@ -159,6 +159,9 @@ def test_transformer_lm_training_and_generation_match_the_cpu(attention_type):
     prompt = tokens[0, :5].tolist()
     assert (sl.generate(gpu.eval(), prompt, 8, temperature=0)
             == sl.generate(cpu.eval(), prompt, 8, temperature=0))
+    on_gpu = gpu.generate(tokens[:, :5].cuda(), max_new_tokens=8)  # stays on the input's device
+    assert on_gpu.device == "cuda:0"
+    assert on_gpu.tolist() == cpu.generate(tokens[:, :5], max_new_tokens=8).tolist()
 
 
 @pytest.mark.parametrize("attention_type, options", [

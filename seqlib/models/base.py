@@ -53,6 +53,50 @@ class PretrainedModel(Module):
         """Load a model (and its tokenizer, as ``model.tokenizer``) from ``directory``."""
         return from_pretrained(directory, map_location, expected=cls)
 
+    # ------------------------------------------------------------------ generation
+    # (kept apart from save/load: Hugging Face's GenerationMixin.generate, on seqlib's loop)
+
+    def generate(self, input_ids, max_new_tokens: int = 20, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 eos_token_id=None, pad_token_id: int | None = None, streamer=None,
+                 generator=None):
+        """Continue ``input_ids`` token by token on the recurrent twin, with Hugging Face's
+        arguments and defaults: greedy unless ``do_sample=True``.
+
+        Unlike Hugging Face there is no generation config: ``top_k`` and ``top_p`` filter only
+        when given (Hugging Face's config defaults to ``top_k=50``), no eos id applies unless
+        given, and ``max_new_tokens`` defaults to 20 new tokens (Hugging Face: ``max_length=20``
+        counting the prompt); ``(L,)`` prompts and ``max_new_tokens=0`` are accepted too.
+        Sampling draws from ``generator`` (default: the global one, seeded by
+        ``sl.manual_seed``), so a seed makes it reproducible.
+
+        Args:
+            input_ids: ``(N, L)`` or ``(L,)`` prompt token ids, as a list (of equal-length
+                lists), a NumPy array or a Tensor; prompts of a batch must have one length.
+            max_new_tokens: the most tokens to add per prompt (>= 0).
+            do_sample: sample the next token; False picks the most likely one (greedy), and
+                then ``temperature``, ``top_k`` and ``top_p`` have no effect (a warning says
+                so).
+            temperature: divides the logits before sampling; must be > 0.
+            top_k: sample among the ``top_k`` most likely tokens only (>= 1).
+            top_p: sample among the smallest set of tokens whose probability reaches ``top_p``
+                (in (0, 1]).
+            eos_token_id: an id or a list of ids that end a sequence (kept in the output).
+            pad_token_id: fills a finished sequence while others go on (default: the first
+                eos id, Hugging Face's fallback).
+            streamer: receives ``put(prompt (N, L))``, ``put(new ids (N,))`` each step and
+                ``end()``, such as ``seqlib.streamers.TextStreamer``.
+            generator: a ``Generator`` to draw from.
+        Returns:
+            ``(N, L + T)`` int64 ids (``(L + T,)`` for a 1-D prompt), the prompt followed by the
+            ``T <= max_new_tokens`` new tokens (fewer when every sequence met an eos id), on
+            ``input_ids``' device (the CPU for lists and NumPy arrays).
+        """
+        from seqlib.generation import generate_ids
+
+        return generate_ids(self, input_ids, max_new_tokens, do_sample, temperature, top_k,
+                            top_p, eos_token_id, pad_token_id, streamer, generator)
+
 
 def from_pretrained(directory, map_location=None, expected=None):
     """The model saved in ``directory`` by ``save_pretrained``, whatever its type."""
