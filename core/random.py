@@ -47,15 +47,30 @@ class Generator:
         return tensor(numpy.frombuffer(encoded, numpy.uint8).copy())
 
     def set_state(self, state) -> Generator:
-        """Restore a state from ``get_state``."""
-        array = state.numpy() if hasattr(state, "numpy") else numpy.asarray(state)
-        try:
-            decoded = json.loads(bytes(array.astype(numpy.uint8)).decode())
-            self._seed = decoded["seed"]
-            self._rng.bit_generator.state = decoded["bit_generator"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"set_state: not a Generator state ({error})") from error
+        """Restore a state from ``get_state`` (a state that does not decode changes nothing).
+
+        Raises:
+            ValueError: if ``state`` is not a Generator state.
+        """
+        seed, bit_state = self._decode_state(state)
+        self._rng.bit_generator.state = bit_state
+        self._seed = seed
         return self
+
+    @staticmethod
+    def _decode_state(state) -> tuple:
+        """``(seed, bit_generator_state)`` decoded from a ``get_state`` tensor.
+
+        Raises:
+            ValueError: if ``state`` is not a Generator state.
+        """
+        try:
+            array = state.numpy() if hasattr(state, "numpy") else numpy.asarray(state)
+            decoded = json.loads(bytes(array.astype(numpy.uint8)).decode())
+            numpy.random.PCG64().state = decoded["bit_generator"]  # validates the format
+            return decoded["seed"], decoded["bit_generator"]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"set_state: not a Generator state ({error})") from error
 
     @property
     def numpy_generator(self) -> numpy.random.Generator:

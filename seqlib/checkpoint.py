@@ -3,7 +3,8 @@ resumed run continues exactly where it stopped."""
 
 from __future__ import annotations
 
-from seqlib.core.random import default_generator
+from seqlib.core.random import Generator, default_generator
+from seqlib.nn.module import IncompatibleKeys
 from seqlib.serialization import load, save
 
 
@@ -33,7 +34,9 @@ def save_checkpoint(path, *, model=None, optimizer=None, scheduler=None, step: i
 
 def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
                     generators: dict | None = None, map_location=None, strict: bool = True):
-    """Restore what ``save_checkpoint`` wrote into the given objects.
+    """Restore what ``save_checkpoint`` wrote into the given objects, all or nothing: every
+    requested part is checked before any of them changes, so a checkpoint that does not fit
+    leaves the model, optimizer, scheduler and generators as they were.
 
     Args:
         path: the checkpoint file.
@@ -42,23 +45,41 @@ def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
         map_location: as for ``seqlib.load``.
         strict: passed to ``model.load_state_dict``.
     Returns:
-        the loaded checkpoint dict (``step``, ``extra``, and the raw states).
+        the loaded checkpoint dict (``step``, ``extra``, and the raw states), with
+        ``incompatible_keys``: the model's ``(missing_keys, unexpected_keys)`` as
+        ``load_state_dict`` returns them (empty unless ``strict=False``).
+    Raises:
+        ValueError: the file is not a checkpoint, or lacks a requested part, or a part does
+            not fit its object (the message names the file and the part).
     """
     state = load(path, map_location)
     if not isinstance(state, dict) or "rng" not in state:
         raise ValueError(f"load_checkpoint: {path} is not a checkpoint written by save_checkpoint")
-    for name, owner in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
-        if owner is None:
-            continue
-        if name not in state:
-            raise KeyError(f"load_checkpoint: {path} holds no {name} state")
-        if name == "model":
-            owner.load_state_dict(state[name], strict=strict)
-        else:
-            owner.load_state_dict(state[name])
+    owners = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    missing = [name for name, owner in owners.items() if owner is not None and name not in state]
+    missing += [f"generator {name!r}" for name in (generators or {}) if name not in state["rng"]]
+    if missing:
+        raise ValueError(f"load_checkpoint: {path} holds no {', '.join(missing)} state; "
+                         "nothing was restored")
+    incompatible = IncompatibleKeys([], [])
+    try:  # check everything first ...
+        if model is not None:
+            incompatible = model._check_state_dict(state["model"], strict)
+        if optimizer is not None:
+            optimizer._check_state_dict(state["optimizer"])
+        if scheduler is not None and hasattr(scheduler, "_check_state_dict"):
+            scheduler._check_state_dict(state["scheduler"])
+        for name in ("default", *(generators or {})):
+            Generator._decode_state(state["rng"][name])
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise ValueError(f"load_checkpoint: {path} does not fit ({error}); nothing was "
+                         "restored") from error
+    # ... then change everything
+    for name, owner in owners.items():
+        if owner is not None:
+            owner.load_state_dict(state[name], **({"strict": strict} if name == "model" else {}))
     default_generator.set_state(state["rng"]["default"])
     for name, generator in (generators or {}).items():
-        if name not in state["rng"]:
-            raise KeyError(f"load_checkpoint: {path} holds no state for generator {name!r}")
         generator.set_state(state["rng"][name])
+    state["incompatible_keys"] = incompatible
     return state

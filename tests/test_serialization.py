@@ -191,10 +191,69 @@ def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="not a checkpoint"):
         sl.load_checkpoint(tmp_path / "plain.st")
     sl.save_checkpoint(tmp_path / "c.st", step=1)
-    with pytest.raises(KeyError, match="holds no model state"):
+    with pytest.raises(ValueError, match="holds no model state; nothing was restored"):
         sl.load_checkpoint(tmp_path / "c.st", model=nn.Linear(1, 1))
-    with pytest.raises(KeyError, match="no state for generator 'data'"):
+    with pytest.raises(ValueError, match="holds no generator 'data' state"):
         sl.load_checkpoint(tmp_path / "c.st", generators={"data": sl.Generator()})
+
+
+def _training_objects(features: int = 3):
+    model = nn.Linear(features, 2)
+    optimizer = sl.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = sl.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    model(sl.randn(4, features)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    return model, optimizer, scheduler
+
+
+def _snapshot(model, optimizer, scheduler):
+    return ([p.detach().numpy().copy() for p in model.parameters()],
+            [g["lr"] for g in optimizer.param_groups], dict(scheduler.state_dict()),
+            sl.random.default_generator.get_state().tolist())
+
+
+@pytest.mark.parametrize("damage", ["no scheduler", "another optimizer", "another model",
+                                    "another scheduler", "bad generator"])
+def test_load_checkpoint_is_all_or_nothing(tmp_path, damage):
+    """Nothing changes when any requested part is missing or does not fit (the weights and the
+    optimizer's lr used to be overwritten before a missing scheduler raised)."""
+    saved = _training_objects()
+    sl.save_checkpoint(tmp_path / "c.st", model=saved[0], optimizer=saved[1],
+                       scheduler=None if damage == "no scheduler" else saved[2],
+                       generators={"data": sl.Generator().manual_seed(3)})
+    model, optimizer, scheduler = _training_objects(4 if damage == "another model" else 3)
+    generators = {"data": sl.Generator()}
+    if damage == "another optimizer":
+        optimizer = sl.optim.SGD([*model.parameters(), nn.Parameter(sl.ones(1))], lr=0.3)
+    if damage == "another scheduler":
+        scheduler = sl.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.9)
+    if damage == "bad generator":
+        state = sl.load(tmp_path / "c.st")
+        state["rng"]["data"] = sl.tensor([1, 2, 3], dtype=sl.uint8)
+        sl.save(state, tmp_path / "c.st")
+    sl.manual_seed(11)
+    before = _snapshot(model, optimizer, scheduler)
+    with pytest.raises(ValueError, match="nothing was restored"):
+        sl.load_checkpoint(tmp_path / "c.st", model=model, optimizer=optimizer,
+                           scheduler=scheduler, generators=generators)
+    after = _snapshot(model, optimizer, scheduler)
+    for old, new in zip(before[0], after[0]):
+        numpy.testing.assert_array_equal(old, new)
+    assert before[1:] == after[1:]
+
+
+def test_load_checkpoint_not_strict_returns_the_incompatible_keys(tmp_path):
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    sl.save_checkpoint(tmp_path / "c.st", model=model)
+    larger = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="Missing key"):
+        sl.load_checkpoint(tmp_path / "c.st", model=larger)
+    loaded = sl.load_checkpoint(tmp_path / "c.st", model=larger, strict=False)
+    assert loaded["incompatible_keys"].missing_keys == ["2.weight", "2.bias"]
+    assert loaded["incompatible_keys"].unexpected_keys == []
+    numpy.testing.assert_array_equal(larger[1].weight.detach().numpy(),
+                                  model[1].weight.detach().numpy())
 
 
 def _mode(path) -> int:

@@ -259,6 +259,30 @@ class Module:
                 unexpected key (when strict), with expected and found shapes.
         """
         own = self.state_dict(keep_vars=True)
+        incompatible = self._check_state_dict(state_dict, strict)
+        from seqlib.core.creation import as_tensor
+
+        with no_grad():
+            for key, target in own.items():
+                if key in state_dict:
+                    target.copy_(as_tensor(state_dict[key]))
+        return incompatible
+
+    def _check_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """What ``load_state_dict`` would report, without changing anything: lets a caller
+        that loads several objects validate them all first (all-or-nothing loads).
+
+        Args:
+            state_dict: a mapping from dotted names to tensors (or arrays).
+            strict: missing or unexpected keys are errors.
+        Returns:
+            ``(missing_keys, unexpected_keys)``.
+        Raises:
+            RuntimeError: as ``load_state_dict``.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}")
+        own = self.state_dict(keep_vars=True)
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
         errors = []
@@ -284,12 +308,6 @@ class Module:
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                 + "\n\t".join(errors)
             )
-        from seqlib.core.creation import as_tensor
-
-        with no_grad():
-            for key, target in own.items():
-                if key in state_dict:
-                    target.copy_(as_tensor(state_dict[key]))
         return IncompatibleKeys(missing, unexpected)
 
     # ---- modes and conversion -------------------------------------------------------------

@@ -42,6 +42,19 @@ class LRScheduler:
         """The learning rates set by the last ``step()``."""
         return list(self._last_lr)
 
+    def _check_state_dict(self, state_dict) -> None:
+        """Raise ValueError unless ``state_dict`` was saved by a scheduler like this one."""
+        own = self.state_dict()
+        if not isinstance(state_dict, dict) or state_dict.keys() != own.keys():
+            saved = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict)
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has keys "
+                             f"{saved}, this scheduler {sorted(own)}; was it saved by another "
+                             "kind of scheduler?")
+        if len(state_dict.get("_last_lr", ())) != len(own.get("_last_lr", ())):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state is for "
+                             f"{len(state_dict['_last_lr'])} parameter groups, the optimizer has "
+                             f"{len(own['_last_lr'])}")
+
     def state_dict(self) -> dict:
         """Everything but the optimizer (and functions, which cannot be saved)."""
         return {k: v for k, v in self.__dict__.items()
@@ -49,6 +62,7 @@ class LRScheduler:
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore ``state_dict()`` and set the optimizer's learning rates to match."""
+        self._check_state_dict(state_dict)
         self.__dict__.update(state_dict)
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
@@ -172,6 +186,9 @@ class SequentialLR(LRScheduler):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore ``state_dict()``, including the wrapped schedulers'."""
+        self._check_state_dict(state_dict)
+        for scheduler, saved in zip(self.schedulers, state_dict["schedulers"]):
+            scheduler._check_state_dict(saved)
         state = dict(state_dict)
         for scheduler, saved in zip(self.schedulers, state.pop("schedulers")):
             scheduler.__dict__.update(saved)

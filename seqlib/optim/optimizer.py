@@ -118,22 +118,13 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore state from ``state_dict()`` (tensors moved to each parameter's device)."""
-        groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups):
-            raise ValueError(
-                f"loaded state dict has {len(groups)} parameter groups, the optimizer has "
-                f"{len(self.param_groups)}"
-            )
-        for saved, own in zip(groups, self.param_groups):
-            if len(saved["params"]) != len(own["params"]):
-                raise ValueError(
-                    "loaded state dict contains a parameter group that doesn't match the size "
-                    f"of optimizer's group ({len(saved['params'])} vs {len(own['params'])})"
-                )
-        by_index = {}
-        for saved, own in zip(groups, self.param_groups):
-            by_index.update(zip(saved["params"], own["params"]))
+        """Restore state from ``state_dict()`` (tensors moved to each parameter's device).
+
+        Everything is checked before anything changes: a state dict that does not fit leaves
+        the optimizer as it was.
+        """
+        by_index = self._check_state_dict(state_dict)
+        for saved, own in zip(state_dict["param_groups"], self.param_groups):
             for key, value in saved.items():
                 if key != "params":
                     own[key] = copy.deepcopy(value)
@@ -141,6 +132,38 @@ class Optimizer:
         for key, values in state_dict["state"].items():
             p = by_index[int(key)]
             self.state[p] = {name: _state_value(value, p) for name, value in values.items()}
+
+    def _check_state_dict(self, state_dict) -> dict:
+        """Raise ValueError unless ``state_dict`` fits this optimizer; returns the saved index
+        -> parameter map."""
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError("loaded optimizer state dict must be a dict with 'state' and "
+                             f"'param_groups', got {type(state_dict).__name__}")
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has {len(groups)} parameter groups, the optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        by_index = {}
+        for saved, own in zip(groups, self.param_groups):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size "
+                    f"of optimizer's group ({len(saved['params'])} vs {len(own['params'])})"
+                )
+            by_index.update(zip(saved["params"], own["params"]))
+        for key, values in state_dict["state"].items():
+            p = by_index.get(int(key))
+            if p is None:
+                raise ValueError(f"loaded state dict has state for parameter {key}, which is in "
+                                 "none of its parameter groups")
+            for name, value in values.items():
+                shape = tuple(getattr(value, "shape", ()))
+                if shape and shape != tuple(p.shape):
+                    raise ValueError(f"loaded state dict's {name!r} for parameter {key} has "
+                                     f"shape {shape}, the parameter {tuple(p.shape)}")
+        return by_index
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
