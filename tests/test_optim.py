@@ -473,6 +473,13 @@ def test_warm_restarts_fractional_and_interleaved_epochs_match_torch():
         scheduler.step() if epoch is None else scheduler.step(epoch)
         seen += scheduler.get_last_lr()
     numpy.testing.assert_allclose(seen, WARM_RESTARTS_INTERLEAVED, rtol=1e-12)
+    # epoch 121 starts a period when T_0=1, T_mult=3 (1 + 3 + 9 + 27 + 81); torch 2.13's
+    # step(121) finds the period with math.log(243, 3) = 4.999... and returns eta_min there,
+    # while its step() x 121 restarts at base_lr, as seqlib does both ways
+    scheduler = lr_scheduler.CosineAnnealingWarmRestarts(
+        optim.SGD([nn.Parameter(sl.zeros(1))], lr=0.1), T_0=1, T_mult=3)
+    scheduler.step(121)
+    assert scheduler.get_last_lr() == [0.1] and (scheduler.T_cur, scheduler.T_i) == (0, 243)
 
 
 def test_warm_restarts_and_constant_lr_validate():
