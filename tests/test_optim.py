@@ -194,6 +194,68 @@ def test_state_dict_round_trip_continues_identically():
             saved)
 
 
+# ---- PyTorch's implementation switches: accepted, stored, no effect on the update ----------
+IMPLEMENTATION_OPTIONS = {  # torch 2.13's option names and defaults, per optimizer
+    optim.SGD: dict(foreach=None, differentiable=False, fused=None),
+    optim.Adam: dict(foreach=None, capturable=False, differentiable=False, fused=None),
+    optim.AdamW: dict(foreach=None, capturable=False, differentiable=False, fused=None),
+    optim.RMSprop: dict(foreach=None, capturable=False, differentiable=False),
+}
+
+
+@pytest.mark.parametrize("cls", list(IMPLEMENTATION_OPTIONS))
+def test_implementation_options_are_stored_and_change_nothing(cls):
+    defaults = IMPLEMENTATION_OPTIONS[cls]
+    a = nn.Parameter(sl.zeros(1))
+    opt = cls([a], lr=0.1)
+    assert {k: opt.defaults[k] for k in defaults} == defaults
+    assert {k: opt.param_groups[0][k] for k in defaults} == defaults
+    w0, grads = numpy.random.default_rng(1).standard_normal((3, 4)), gradients()
+    kwargs = dict(lr=0.01, momentum=0.9) if cls in (optim.SGD, optim.RMSprop) else dict(lr=0.01)
+    plain = run(cls, kwargs, w0, grads)
+    switched = [dict(foreach=True), dict(foreach=False)]
+    if "fused" in defaults:
+        switched.append(dict(fused=True))  # torch 2.13 runs fused=True on a CPU too
+    if "capturable" in defaults:
+        switched.append(dict(capturable=True, foreach=False))
+    for options in switched:
+        numpy.testing.assert_array_equal(run(cls, {**kwargs, **options}, w0, grads), plain)
+    # the options travel with the groups through state_dict, as in PyTorch
+    chosen = {name: True for name in ("fused", "capturable") if name in defaults}
+    saved = cls([nn.Parameter(sl.zeros(1))], lr=0.1, foreach=not chosen, **chosen).state_dict()
+    fresh = cls([nn.Parameter(sl.zeros(1))], lr=0.1)
+    fresh.load_state_dict(saved)
+    assert fresh.param_groups[0]["foreach"] is (not chosen)
+    assert all(fresh.param_groups[0][name] is True for name in chosen)
+    # a state dict saved before these options existed leaves the optimizer's own values
+    old = {"state": {}, "param_groups": [{k: v for k, v in saved["param_groups"][0].items()
+                                          if k not in defaults}]}
+    fresh = cls([nn.Parameter(sl.zeros(1))], lr=0.1, foreach=True)
+    fresh.load_state_dict(old)
+    assert fresh.param_groups[0]["foreach"] is True
+
+
+@pytest.mark.parametrize("cls", list(IMPLEMENTATION_OPTIONS))
+def test_implementation_options_are_checked_as_torch_checks_them(cls):
+    a = nn.Parameter(sl.zeros(1))
+    with pytest.raises(NotImplementedError, match="differentiable=True is not supported"):
+        cls([a], lr=0.1, differentiable=True)
+    if "fused" in IMPLEMENTATION_OPTIONS[cls]:
+        with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
+            cls([a], lr=0.1, fused=True, foreach=True)
+        with pytest.raises(RuntimeError, match="`fused` does not support `differentiable`"):
+            cls([a], lr=0.1, fused=True, differentiable=True)
+    else:
+        with pytest.raises(TypeError, match="fused"):  # as in torch: RMSprop has no fused
+            cls([a], lr=0.1, fused=True)
+    if cls is optim.SGD:
+        with pytest.raises(TypeError, match="capturable"):
+            cls([a], lr=0.1, capturable=False)
+    if cls is not optim.RMSprop:  # keyword-only after the numeric options, as in torch
+        with pytest.raises(TypeError):
+            cls([a], 0.1, 0.9, 0, 0, False, True)
+
+
 # ---- schedulers --------------------------------------------------------------------------
 def lrs(make, steps=10, lr=0.5):
     p = nn.Parameter(sl.zeros(1))
