@@ -520,6 +520,11 @@ def test_warm_restarts_closed_form(T_0, T_mult, eta_min):  # noqa: N803
         jumped.step(epoch)
         assert jumped.get_last_lr() == pytest.approx(list(seen[epoch]), rel=1e-12)
         assert jumped.last_epoch == epoch
+    # created to resume after epoch 20 (torch wraps only one period there when T_mult > 1)
+    resumed = lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0, T_mult, eta_min, last_epoch=20)
+    assert resumed.get_last_lr() == pytest.approx(list(seen[21]), rel=1e-12)
+    resumed.step()
+    assert resumed.get_last_lr() == pytest.approx(list(seen[22]), rel=1e-12)
 
 
 def test_warm_restarts_fractional_and_interleaved_epochs_match_torch():
