@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
+import os
+import signal
+import time
 from collections import namedtuple
 
 import numpy
 import pytest
 
 import seqlib as sl
+import seqlib.data.worker
 from seqlib.data import (
     DataLoader,
     Dataset,
@@ -18,6 +24,19 @@ from seqlib.data import (
     default_collate,
     random_split,
 )
+
+
+@pytest.fixture(autouse=True)
+def _wall_clock_guard():
+    """Fail a test that runs for a minute instead of letting a stuck worker hang CI."""
+    def expire(signum, frame):
+        raise TimeoutError("test_data: a test ran past its 60 s wall-clock guard")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 class Squares(Dataset):
@@ -172,3 +191,171 @@ def test_tensor_dataset_fast_path_equals_row_by_row_collation():
         expected = default_collate([ds[i] for i in indices])
         assert x.equal(expected[0]) and y.equal(expected[1])
         assert y.dtype == sl.int64
+
+
+# ---- persistent workers, timeout, shutdown ------------------------------------------------
+class Traced(Dataset):
+    """Each sample says which process loaded it, how often its worker_init_fn ran there, and
+    carries a random draw (worker seeding shows in the data)."""
+
+    init_calls = 0
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return sl.tensor([i, os.getpid(), Traced.init_calls]), sl.rand(1)
+
+
+def count_init(worker_id):
+    Traced.init_calls += 1
+
+
+class Slow(Dataset):
+    """Sample 3 takes ``delay`` seconds; ``exit_at`` kills the worker that loads that sample."""
+
+    def __init__(self, delay=0.0, exit_at=None):
+        self.delay, self.exit_at = delay, exit_at
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i == self.exit_at:
+            os._exit(3)
+        if i == 3:
+            time.sleep(self.delay)
+        return sl.tensor([i])
+
+
+def traced_loader(**kwargs):
+    return DataLoader(Traced(), batch_size=3, shuffle=True, num_workers=2,
+                      generator=sl.Generator().manual_seed(5), worker_init_fn=count_init,
+                      **kwargs)
+
+
+def loaded(loader):
+    """One epoch as (indices, pids of the loading processes, worker_init_fn counts, draws)."""
+    indices, pids, inits, draws = [], set(), set(), []
+    for rows, noise in loader:
+        for index, pid, init_calls in rows.tolist():
+            indices.append(index)
+            pids.add(pid)
+            inits.add(init_calls)
+        draws += noise.view(-1).tolist()
+    return indices, pids, inits, draws
+
+
+def all_gone(pids, within=5.0):
+    """Whether every process in ``pids`` has exited and been reaped within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def worker_pids(before=frozenset()):
+    """The pids of this process's live children, less ``before`` (another test's leftovers)."""
+    return {child.pid for child in multiprocessing.active_children()} - before
+
+
+def test_persistent_workers_and_timeout_are_validated_as_in_torch():
+    with pytest.raises(ValueError, match="persistent_workers option needs num_workers > 0"):
+        DataLoader(Squares(), persistent_workers=True)
+    with pytest.raises(ValueError, match="timeout option should be non-negative"):
+        DataLoader(Squares(), num_workers=1, timeout=-1)
+    loader = DataLoader(Squares(), timeout=2)  # accepted, as torch; iterating is refused
+    with pytest.raises(ValueError, match="timeout=2 needs num_workers > 0"):
+        iter(loader)
+    assert len(list(DataLoader(Squares(), timeout=0))) == 10
+
+
+def test_persistent_workers_reuse_their_processes_and_load_the_same_data():
+    before = worker_pids()
+    fresh, persistent = traced_loader(), traced_loader(persistent_workers=True)
+    fresh_epochs = [loaded(fresh) for _ in range(3)]
+    persistent_epochs = [loaded(persistent) for _ in range(3)]
+    for (indices, _, _, draws), (same_indices, _, _, same_draws) in zip(fresh_epochs,
+                                                                        persistent_epochs):
+        assert same_indices == indices and same_draws == draws  # same order, same worker seeds
+    assert fresh_epochs[0][0] != fresh_epochs[1][0]  # and the order changes per epoch
+    persistent_pids = [pids for _, pids, _, _ in persistent_epochs]
+    assert len(persistent_pids[0]) == 2 and persistent_pids[0] == persistent_pids[1] == \
+        persistent_pids[2]
+    fresh_pids = [pids for _, pids, _, _ in fresh_epochs]
+    assert not fresh_pids[0] & fresh_pids[1] and not fresh_pids[1] & fresh_pids[2]
+    assert all(inits == {1} for _, _, inits, _ in persistent_epochs)  # worker_init_fn once
+    assert all_gone(set().union(*fresh_pids))  # each epoch's workers were stopped
+    assert worker_pids(before) == persistent_pids[0]
+    del persistent
+    gc.collect()
+    assert all_gone(persistent_pids[0]) and not worker_pids(before)
+
+
+def test_persistent_workers_survive_an_abandoned_epoch():
+    before = worker_pids()
+    fresh, persistent = traced_loader(), traced_loader(persistent_workers=True)
+    for loader in (fresh, persistent):
+        for _ in loader:
+            break  # abandoned with batches in flight
+    pids = {worker.pid for worker in persistent._pool.workers}
+    assert all_gone(worker_pids(before) - pids) and worker_pids(before) == pids
+    indices, loaded_by, _, draws = loaded(persistent)
+    expected_indices, _, _, expected_draws = loaded(fresh)
+    assert indices == expected_indices and draws == expected_draws  # stale batches dropped
+    assert loaded_by == pids
+    stale = iter(persistent)
+    next(stale)
+    next(iter(persistent))  # a new epoch on the same workers
+    with pytest.raises(RuntimeError, match="a newer epoch started on the same persistent"):
+        next(stale)
+    del persistent, stale, loader
+    gc.collect()
+    assert all_gone(pids)
+
+
+def test_abandoned_and_failed_epochs_leave_no_worker_behind():
+    before = worker_pids()
+    iterator = iter(DataLoader(Squares(40), batch_size=2, num_workers=3))
+    next(iterator)
+    started = worker_pids(before)
+    assert len(started) == 3
+    del iterator  # abandoned mid-epoch: the workers are stopped, not left running
+    assert all_gone(started) and not worker_pids(before)
+    with pytest.raises(KeyError):
+        list(DataLoader(Failing(), batch_size=2, num_workers=2))
+    assert not worker_pids(before)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_a_worker_slower_than_timeout_raises_in_time(persistent):
+    before = worker_pids()
+    dataset = Slow(delay=30.0)
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, timeout=1,
+                        persistent_workers=persistent)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="DataLoader timed out after 1 seconds"):
+        list(loader)
+    assert time.monotonic() - start < 1 + 2
+    assert not worker_pids(before)  # the stuck worker was terminated, not left sleeping
+    dataset.delay = 0.0  # the next epoch starts new workers, which see the fast dataset
+    assert [b.item() for b in loader] == list(range(6))
+
+
+def test_a_worker_that_dies_is_reported(monkeypatch):
+    monkeypatch.setattr(seqlib.data.worker, "STATUS_CHECK_INTERVAL", 0.2)
+    before = worker_pids()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+\) exited "
+                                           "unexpectedly"):
+        list(DataLoader(Slow(exit_at=2), batch_size=1, num_workers=2))
+    assert time.monotonic() - start < 5 and not worker_pids(before)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import traceback
 
 import numpy
 
 from seqlib.core.creation import as_tensor, randint
 from seqlib.core.ops.shape import stack
-from seqlib.core.random import manual_seed
 from seqlib.core.tensor import Tensor
 from seqlib.data.dataset import IterableDataset, TensorDataset
 from seqlib.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+from seqlib.data.worker import WorkerPool
 
 
 def default_collate(batch: list):
@@ -59,20 +57,38 @@ class DataLoader:
             order; an exception in a worker is re-raised here with its traceback.
         generator: a seeded Generator for shuffling (reproducible epochs).
         pin_memory: accepted and ignored (no pinned memory on NumPy).
-        worker_init_fn: called with the worker id in each worker after seeding.
+        worker_init_fn: called with the worker id in each worker process once, after its
+            first seeding.
         prefetch_factor: batches in flight per worker.
+        persistent_workers: keep the worker processes (and their copy of the dataset) alive
+            from one epoch to the next instead of starting new ones; needs ``num_workers > 0``.
+            Each epoch still reseeds them from ``generator``, so the batches are the same as
+            without it.
+        timeout: seconds to wait for a batch from the workers before raising ``RuntimeError``
+            (0: wait as long as it takes). Only workers can time out: iterating with
+            ``timeout > 0`` and ``num_workers=0`` raises, as in PyTorch.
+
+    Worker processes are stopped when an epoch ends (unless persistent), when the iteration
+    is abandoned, on an error or timeout, and when the loader is garbage-collected.
     """
 
     def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool = False, sampler=None,
                  drop_last: bool = False, collate_fn=None, num_workers: int = 0,
                  generator=None, pin_memory: bool = False, worker_init_fn=None,
-                 prefetch_factor: int = 2):
+                 prefetch_factor: int = 2, persistent_workers: bool = False,
+                 timeout: float = 0):
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
         self.num_workers, self.generator = num_workers, generator
         self.worker_init_fn, self.prefetch_factor = worker_init_fn, prefetch_factor
+        self.persistent_workers, self.timeout = persistent_workers, timeout
         self.collate_fn = collate_fn or (default_collate if batch_size is not None else None)
         if num_workers < 0:
             raise ValueError(f"num_workers option should be non-negative, got {num_workers}")
+        if timeout < 0:
+            raise ValueError("timeout option should be non-negative")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        self._pool = None  # the persistent workers, once started
         self._iterable = isinstance(dataset, IterableDataset)
         if self._iterable:
             if shuffle or sampler is not None:
@@ -110,6 +126,9 @@ class DataLoader:
         return self.collate_fn(samples)
 
     def __iter__(self):
+        if self.num_workers == 0 and self.timeout > 0:
+            raise ValueError(f"timeout={self.timeout} needs num_workers > 0: the main process "
+                             "loads its own batches and has nothing to wait for")
         if self._iterable:
             return self._iterate_stream()
         if self.num_workers == 0:
@@ -128,79 +147,19 @@ class DataLoader:
             yield self.collate_fn(batch)
 
     def _iterate_workers(self):
-        # NOTE: as in PyTorch, batch i goes to worker i % num_workers through that worker's own
-        # queue, so which worker (and which worker seed) loads a batch is reproducible. fork
-        # shares the dataset without pickling it.
         base_seed = int(randint(0, 2**62, (1,), generator=self.generator).item())
-        context = multiprocessing.get_context("fork")
-        results = context.Queue()
-        queues = [context.Queue() for _ in range(self.num_workers)]
-        workers = [
-            context.Process(target=_worker_loop, daemon=True,
-                            args=(self, worker_id, base_seed, queue, results))
-            for worker_id, queue in enumerate(queues)
-        ]
-        for worker in workers:
-            worker.start()
+        pool = self._pool
+        if pool is None or pool.closed:  # closed: a timeout or a dead worker ended it
+            pool = WorkerPool(self)
+            if self.persistent_workers:
+                self._pool = pool
+        finished = False
         try:
-            groups = enumerate(self._index_groups())
-            sent = 0
-            for batch_index, indices in itertools.islice(
-                    groups, self.num_workers * self.prefetch_factor):
-                queues[batch_index % self.num_workers].put((batch_index, indices))
-                sent += 1
-            done, waiting = 0, {}
-            while done < sent:
-                while done not in waiting:
-                    batch_index, result = results.get()
-                    waiting[batch_index] = result
-                result = waiting.pop(done)
-                done += 1
-                for batch_index, indices in itertools.islice(groups, 1):
-                    queues[batch_index % self.num_workers].put((batch_index, indices))
-                    sent += 1
-                if isinstance(result, _WorkerError):
-                    raise result.exception_type(result.message)
-                yield result
+            yield from pool.run_epoch(base_seed, self._index_groups(), self.prefetch_factor,
+                                      self.timeout)
+            finished = True
         finally:
-            for queue in queues:
-                queue.put(None)
-            for worker in workers:
-                worker.join(timeout=5)
-                if worker.is_alive():
-                    worker.terminate()
-
-
-class _WorkerError:
-    """An exception raised in a worker, carried back with its formatted traceback."""
-
-    def __init__(self, error: BaseException, worker_id: int):
-        self.exception_type = type(error) if _can_build(type(error)) else RuntimeError
-        self.message = (
-            f"Caught {type(error).__name__} in DataLoader worker process {worker_id}.\n"
-            f"Original {traceback.format_exc()}"
-        )
-
-
-def _can_build(exception_type) -> bool:
-    try:
-        exception_type("message")
-    except Exception:
-        return False
-    return True
-
-
-def _worker_loop(loader, worker_id, base_seed, queue, results) -> None:
-    """Load the batches sent to this worker until told to stop (``None``)."""
-    manual_seed(base_seed + worker_id)
-    if loader.worker_init_fn is not None:
-        loader.worker_init_fn(worker_id)
-    while True:
-        task = queue.get()
-        if task is None:
-            return
-        batch_index, indices = task
-        try:
-            results.put((batch_index, loader._fetch(indices)))
-        except Exception as error:  # re-raised in the main process
-            results.put((batch_index, _WorkerError(error, worker_id)))
+            if not self.persistent_workers:
+                # idle workers stop at once; busy ones (an abandoned or failed epoch) are
+                # terminated rather than waited for
+                pool.close(grace=5.0 if finished else 0.0)

@@ -6,7 +6,7 @@ import math
 
 from seqlib.core.backend import get_array_module
 from seqlib.kernels.adam import adam_step_cuda
-from seqlib.optim.optimizer import Optimizer
+from seqlib.optim.optimizer import Optimizer, implementation_options
 
 
 class Adam(Optimizer):
@@ -25,12 +25,17 @@ class Adam(Optimizer):
         weight_decay: L2 penalty added to the gradient (AdamW decays the weights instead).
         amsgrad: use the running maximum of the second moment.
         maximize: ascend instead of descend.
+        foreach, fused, capturable: accepted for compatibility with PyTorch and stored in the
+            groups; they do not change the update (see ``implementation_options``).
+        differentiable: must be False (seqlib updates parameters outside autograd).
     """
 
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, maximize: bool = False):
+                 weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if eps < 0.0:
@@ -40,9 +45,11 @@ class Adam(Optimizer):
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
         if weight_decay < 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        options = implementation_options(foreach, differentiable, capturable=capturable,
+                                         fused=fused)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize))
+                                      maximize=maximize, **options))
 
     def _update(self, param, grad, state, group):
         p = param._array
@@ -91,5 +98,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable,
+                         differentiable=differentiable, fused=fused)

@@ -173,6 +173,34 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def implementation_options(foreach: bool | None = None, differentiable: bool = False,
+                           **others) -> dict:
+    """PyTorch's choice-of-implementation options, checked as PyTorch checks them.
+
+    In PyTorch ``foreach`` and ``fused`` pick between kernels that compute the same update, and
+    ``capturable`` keeps the step count on the GPU for CUDA graphs. seqlib has one
+    implementation per optimizer (Adam's GPU path is already one fused kernel per parameter),
+    so these are accepted and stored in the parameter groups, like PyTorch, and change nothing.
+    ``differentiable=True`` (an update autograd can see through) is refused: seqlib updates
+    the parameters' arrays outside autograd.
+
+    Args:
+        foreach, differentiable: as in PyTorch.
+        **others: the optimizer's other such options (``fused``, ``capturable``).
+    Returns:
+        the options to add to the optimizer's defaults.
+    """
+    fused = others.get("fused")
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+    if differentiable:
+        raise NotImplementedError("differentiable=True is not supported: seqlib's optimizers "
+                                  "update the parameters outside autograd")
+    return dict(foreach=foreach, differentiable=differentiable, **others)
+
+
 def _state_value(value, param: Tensor):
     """A saved state entry as an array like the parameter's (floats in the parameter's dtype)."""
     if not hasattr(value, "shape"):

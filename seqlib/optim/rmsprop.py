@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seqlib.core.backend import get_array_module
-from seqlib.optim.optimizer import Optimizer
+from seqlib.optim.optimizer import Optimizer, implementation_options
 
 
 class RMSprop(Optimizer):
@@ -17,19 +17,25 @@ class RMSprop(Optimizer):
         weight_decay: L2 penalty.
         momentum: momentum factor.
         centered: normalise by the estimated variance instead of the second moment.
+        capturable, foreach: accepted for compatibility with PyTorch and stored in the groups;
+            they do not change the update (see ``implementation_options``).
         maximize: ascend instead of descend.
+        differentiable: must be False (seqlib updates parameters outside autograd).
     """
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
-                 maximize: bool = False):
+                 capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False):
         for name, value in (("learning rate", lr), ("epsilon value", eps),
                             ("momentum value", momentum), ("weight_decay value", weight_decay),
                             ("alpha value", alpha)):
             if value < 0.0:
                 raise ValueError(f"Invalid {name}: {value}")
+        options = implementation_options(foreach, differentiable, capturable=capturable)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+                                      momentum=momentum, centered=centered, maximize=maximize,
+                                      **options))
 
     def _update(self, param, grad, state, group):
         p = param._array

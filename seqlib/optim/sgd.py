@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seqlib.optim.optimizer import Optimizer, required
+from seqlib.optim.optimizer import Optimizer, implementation_options, required
 
 
 class SGD(Optimizer):
@@ -20,10 +20,15 @@ class SGD(Optimizer):
         weight_decay: L2 penalty.
         nesterov: use Nesterov momentum (needs momentum > 0 and no dampening).
         maximize: ascend instead of descend.
+        foreach, fused: accepted for compatibility with PyTorch and stored in the groups; they
+            do not change the update (see ``implementation_options``).
+        differentiable: must be False (seqlib updates parameters outside autograd).
     """
 
     def __init__(self, params, lr=required, momentum: float = 0, dampening: float = 0,
-                 weight_decay: float = 0, nesterov: bool = False, maximize: bool = False):
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None):
         if lr is not required and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -32,9 +37,10 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        options = implementation_options(foreach, differentiable, fused=fused)
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+                                      maximize=maximize, **options))
 
     def _update(self, param, grad, state, group):
         p = param._array
