@@ -35,7 +35,8 @@ def option(name: str) -> str:
 def parse(config_class, argv=None, description: str = "") -> tuple:
     """``(config, given)``: ``config_class`` with the flags of ``argv`` applied, and a dict of
     just the flags given."""
-    parser = argparse.ArgumentParser(description=description,
+    parser = argparse.ArgumentParser(description=description,  # the docstring, as laid out
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      argument_default=argparse.SUPPRESS)  # absent: not given
     defaults = config_class()
     for field in dataclasses.fields(config_class):

@@ -35,7 +35,7 @@ class Config:
 
 
 def parse_args(argv=None) -> Config:
-    config, _ = parse(Config, argv, __doc__.splitlines()[0])
+    config, _ = parse(Config, argv, __doc__)
     check(config)
     require(config.d_model % 4 == 0 or config.models == ["lstm"],
             f"--d-model {config.d_model} must be a multiple of the transformers' 4 heads")

@@ -33,7 +33,7 @@ class Config:
 
 
 def parse_args(argv=None) -> Config:
-    config, _ = parse(Config, argv, __doc__.splitlines()[0])
+    config, _ = parse(Config, argv, __doc__)
     check(config)
     return config
 

@@ -63,7 +63,7 @@ class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot ch
 
 def parse_args(argv=None) -> Config:
     """The flags given (over the saved run's with --resume), checked before any file is used."""
-    config, given = parse(Config, argv, __doc__.splitlines()[0])
+    config, given = parse(Config, argv, __doc__)
     config = resumed(given) if config.resume else config
     check(config)
     require(config.dropout < 1, f"--dropout must be < 1, got {config.dropout}")
