@@ -1,7 +1,13 @@
-"""Shared benchmark helpers: warm-up + median timing, machine info, JSON output."""
+"""Shared benchmark helpers: flags, warm-up + median timing, machine info, tables, output.
+
+Results go to a scratch folder (``benchmarks/results/scratch/``, ignored by git) or to
+``--out DIR``; only ``--record`` writes to ``benchmarks/results/``, replacing the committed
+JSON files and the README's plots.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -11,7 +17,33 @@ from pathlib import Path
 
 import numpy
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"  # committed: the README quotes them
+SCRATCH = RESULTS / "scratch"  # ignored by git: every run that is not --record
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Every flag's default, and the docstring's layout (its Run: examples) kept."""
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser whose --help shows the script's docstring and every default."""
+    return argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter)
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """--out DIR, or --record to write the committed results."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=SCRATCH,
+                       help="directory for the JSON results (and plots)")
+    where.add_argument("--record", action="store_true",
+                       help=f"write to {RESULTS} instead, replacing the committed results and "
+                       "the README's plots")
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """Where this run's files go: benchmarks/results/ with --record, else --out."""
+    return RESULTS if args.record else Path(args.out)
 
 
 def set_threads(threads: int) -> None:
@@ -107,9 +139,47 @@ def machine(device: str = "cpu") -> dict:
     }
 
 
-def write(name: str, report: dict, out: str | None = None) -> Path:
-    path = Path(out) if out else RESULTS / f"{name}.json"
+def run_config(args: argparse.Namespace) -> dict:
+    """The arguments that shaped the measurements (not where they were written), for the JSON."""
+    return {k: v for k, v in vars(args).items() if k not in ("out", "record")}
+
+
+def write(name: str, report: dict, directory: Path) -> Path:
+    """``report`` as ``directory/name.json``; says where it went."""
+    path = Path(directory) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    note = "" if path.parent == RESULTS else " (not recorded: --record writes benchmarks/results/)"
+    print(f"wrote {path}{note}")
     return path
+
+
+def progress(items, desc: str):
+    """``items`` one by one under a progress bar (tqdm, on stderr) that names the current one."""
+    from tqdm import tqdm
+
+    with tqdm(list(items), desc=desc, dynamic_ncols=True) as bar:
+        for item in bar:
+            bar.set_postfix_str(str(item))
+            yield item
+
+
+def table(rows: list, columns: list | None = None) -> str:
+    """Dicts as a text table with aligned columns: numbers right-aligned, text left-aligned,
+    missing keys blank. ``columns``: their order (default: as they first appear)."""
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[_cell(row.get(column, "")) for column in columns] for row in rows]
+    lines = []
+    for i, column in enumerate(columns):
+        values = [row.get(column, "") for row in rows]
+        numeric = all(isinstance(v, (int, float)) or v == "" for v in values)
+        width = max(len(column), *(len(r[i]) for r in cells))
+        align = str.rjust if numeric else str.ljust
+        lines.append([align(text, width) for text in [column, *(r[i] for r in cells)]])
+    return "\n".join("  ".join(line).rstrip() for line in zip(*lines))
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

@@ -8,18 +8,28 @@ Run:
 
 The torch peer (timed in the same process on the same inputs, when torch is importable) runs
 the same chunked algorithm with torch ops and autograd; fast-transformers' C++ kernel is timed
-too if ``fast_transformers`` is installed. Medians of alternating runs; JSON to results/.
+too if ``fast_transformers`` is installed. Medians of alternating runs, printed as a table;
+the JSON goes to a scratch folder (or --out; --record replaces the committed one in results/).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import alternate, machine, set_threads, write  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_flags,
+    alternate,
+    machine,
+    make_parser,
+    output_dir,
+    progress,
+    set_threads,
+    table,
+    write,
+)
 
 
 def torch_chunked(torch, q, k, v, C):
@@ -120,37 +130,40 @@ def _paths(args, rng) -> list:
     from seqlib.kernels import causal_product
 
     rows = []
-    for N in args.batch:
-        for L in (1, 16, 32, 64, 128, 256, 512, 1024, 2048):
-            shape = (N, args.heads, L, args.dim)
-            q, k, v, g = (cupy.asarray(rng.standard_normal(shape).astype(numpy.float32))
-                          for _ in range(4))
-            cases = {}
-            for path, limit in (("scan", L), ("chunked", 0)):
-                cases[f"{path} forward"] = _with_scan_limit(
-                    causal_product.causal_dot_product, limit, q, k, v)
-                cases[f"{path} backward"] = _with_scan_limit(
-                    causal_product.causal_dot_product_backward, limit, q, k, v, g)
-            times = alternate(cases, args.repeat, cuda=True)
-            rows.append({"N": N, "L": L, **{name: round(ms, 4) for name, ms in times.items()}})
-            print(rows[-1])
+    for N, L in progress([(N, L) for N in args.batch
+                          for L in (1, 16, 32, 64, 128, 256, 512, 1024, 2048)], "scan vs chunked"):
+        shape = (N, args.heads, L, args.dim)
+        q, k, v, g = (cupy.asarray(rng.standard_normal(shape).astype(numpy.float32))
+                      for _ in range(4))
+        cases = {}
+        for path, limit in (("scan", L), ("chunked", 0)):
+            cases[f"{path} forward"] = _with_scan_limit(
+                causal_product.causal_dot_product, limit, q, k, v)
+            cases[f"{path} backward"] = _with_scan_limit(
+                causal_product.causal_dot_product_backward, limit, q, k, v, g)
+        times = alternate(cases, args.repeat, cuda=True)
+        rows.append({"N": N, "L": L, **{name: round(ms, 4) for name, ms in times.items()}})
     return rows
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1])
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[4096])
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[64])
-    parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--memory", action="store_true", help="peak memory for L up to 65,536")
+    parser = make_parser(__doc__)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes N")
+    parser.add_argument("--heads", type=int, default=8, help="heads H")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[4096],
+                        help="sequence lengths L")
+    parser.add_argument("--dim", type=int, default=64, help="query/key and value size D = M")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[64], help="chunk sizes C")
+    parser.add_argument("--repeat", type=int, default=9,
+                        help="timed runs per case (alternating); the median counts")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure peak memory at L = 4,096, 16,384 and 65,536 (CPU)")
     parser.add_argument("--paths", action="store_true",
                         help="on CUDA: time the register scan against the chunked kernels")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (CuPy arrays, torch on GPU)")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, or cuda (CuPy arrays, torch on the GPU)")
+    add_output_flags(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     import numpy
@@ -172,29 +185,27 @@ def main(argv=None) -> dict:
     rng = numpy.random.default_rng(0)
     cuda = args.device.startswith("cuda")
     rows = []
-    for N in args.batch:
-        for L in args.lengths:
-            shape = (N, args.heads, L, args.dim)
-            q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
-            for C in args.chunks:
-                cases = _cases(q, k, v, g, C, torch, args.device, fast)
-                times = alternate(cases, args.repeat, cuda=cuda)
-                row = {"N": N, "L": L, "chunk": C,
-                       **{name: round(ms, 4) for name, ms in times.items()}}
-                for kind in ("forward", "forward+backward"):
-                    if f"torch {kind}" in times:
-                        row[f"ratio {kind}"] = round(
-                            times[f"seqlib {kind}"] / times[f"torch {kind}"], 3)
-                    if f"fast-transformers {kind}" in times:
-                        row[f"ratio to fast-transformers {kind}"] = round(
-                            times[f"seqlib {kind}"] / times[f"fast-transformers {kind}"], 3)
-                rows.append(row)
-                print(row)
+    shapes = [(N, L, C) for N in args.batch for L in args.lengths for C in args.chunks]
+    for N, L, C in progress(shapes, "causal dot product (N, L, chunk)"):
+        shape = (N, args.heads, L, args.dim)
+        q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
+        times = alternate(_cases(q, k, v, g, C, torch, args.device, fast), args.repeat,
+                          cuda=cuda)
+        row = {"N": N, "L": L, "chunk": C, **{name: round(ms, 4) for name, ms in times.items()}}
+        for kind in ("forward", "forward+backward"):
+            if f"torch {kind}" in times:
+                row[f"ratio {kind}"] = round(times[f"seqlib {kind}"] / times[f"torch {kind}"], 3)
+            if f"fast-transformers {kind}" in times:
+                row[f"ratio to fast-transformers {kind}"] = round(
+                    times[f"seqlib {kind}"] / times[f"fast-transformers {kind}"], 3)
+        rows.append(row)
     if args.paths and cuda:
         rows = _paths(args, rng)
+    ratios = " (ratio: seqlib's time / the peer's)" if torch is not None else ""
+    print(f"\nmedian ms{ratios}\n{table(rows)}\n")
     memory = []
     if args.memory and args.device == "cpu":
-        for L in (4096, 16384, 65536):
+        for L in progress((4096, 16384, 65536), "peak memory (L)"):
             shape = (1, args.heads, L, args.dim)
             q, k, v, g = (rng.standard_normal(shape).astype(numpy.float32) for _ in range(4))
             tracemalloc.start()
@@ -205,7 +216,7 @@ def main(argv=None) -> dict:
             inputs = 4 * q.nbytes
             memory.append({"L": L, "peak_MB": round(peak / 2**20, 1),
                            "peak_over_inputs": round(peak / inputs, 2)})
-            print(memory[-1])
+        print(f"peak memory, forward + backward\n{table(memory)}\n")
     report = {"benchmark": "causal_dot_product", **machine(args.device), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
               "fast_transformers": None if fast is None else _version("pytorch-fast-transformers"),
@@ -213,7 +224,7 @@ def main(argv=None) -> dict:
               "shape": {"H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}
     name = "causal_dot_product_paths" if args.paths and cuda else "causal_dot_product"
-    write(f"{name}_{args.device.split(':')[0]}", report, args.out)
+    write(f"{name}_{args.device.split(':')[0]}", report, output_dir(args))
     return report
 
 

@@ -7,19 +7,26 @@ Times, per call, on 4x4 arrays (so the GPU's own work is negligible): a CuPy ele
 a CuPy matmul, a torch add; then the three phases of a TransformerLM training step
 (forward, backward, AdamW step) for seqlib and for the torch peer of
 ``benchmarks/transformer_lm.py``, with CUDA events. Dividing a phase's time by the per-op
-cost estimates how many launches it makes.
+cost estimates how many launches it makes. The JSON goes to a scratch folder (or --out;
+--record replaces the committed one in results/).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import alternate, machine, write  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_flags,
+    alternate,
+    machine,
+    make_parser,
+    output_dir,
+    write,
+)
 
 
 def per_op_us(fn, sync, calls: int = 2000) -> float:
@@ -35,9 +42,10 @@ def per_op_us(fn, sync, calls: int = 2000) -> float:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--out", default=None)
+    parser = make_parser(__doc__)
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="timed runs of each training phase (alternating); the median counts")
+    add_output_flags(parser)
     args = parser.parse_args(argv)
     import cupy
     import numpy
@@ -97,7 +105,7 @@ def main(argv=None) -> dict:
         print(f"{name:35s} {value:10.3f}")
     report = {"benchmark": "gpu_overhead", **machine("cuda"), "torch": torch.__version__,
               "results": results}
-    write("gpu_overhead_cuda", report, args.out)
+    write("gpu_overhead_cuda", report, output_dir(args))
     return report
 
 

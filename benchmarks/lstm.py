@@ -7,29 +7,39 @@ Run:
 
 Both libraries run on the same inputs and weights in one process with the same thread count;
 the cases are timed alternately and the medians reported, with the ratio seqlib / torch.
+The JSON goes to a scratch folder (or --out; --record replaces the committed one in results/).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import alternate, machine, set_threads, write  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_flags,
+    alternate,
+    machine,
+    make_parser,
+    output_dir,
+    run_config,
+    set_threads,
+    write,
+)
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=128)
-    parser.add_argument("--input", type=int, default=256)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None)
+    parser = make_parser(__doc__)
+    parser.add_argument("--batch", type=int, default=32, help="sequences per batch")
+    parser.add_argument("--steps", type=int, default=128, help="time steps per sequence")
+    parser.add_argument("--input", type=int, default=256, help="input size")
+    parser.add_argument("--hidden", type=int, default=256, help="hidden size")
+    parser.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    parser.add_argument("--repeat", type=int, default=9,
+                        help="timed runs per case (alternating); the median counts")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+    add_output_flags(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     import numpy
@@ -91,9 +101,9 @@ def main(argv=None) -> dict:
             print(f"seqlib / torch, {kind}: {ratios[kind]:.2f}")
     report = {"benchmark": "lstm", **machine(args.device), "torch": torch_version,
               "device": args.device, "threads": args.threads,
-              "config": {k: v for k, v in vars(args).items() if k != "out"},
+              "config": run_config(args),
               "unit": "ms (median)", "results": results, "ratio_seqlib_over_torch": ratios}
-    write(f"lstm_{args.device.split(':')[0]}_h{args.hidden}", report, args.out)
+    write(f"lstm_{args.device.split(':')[0]}_h{args.hidden}", report, output_dir(args))
     return report
 
 

@@ -1,18 +1,17 @@
 """Python overhead per op, and a 2-layer MLP forward+backward, vs plain NumPy (and PyTorch).
 
 Run:
-    python benchmarks/overhead.py            # prints a table, writes results/overhead.json
+    python benchmarks/overhead.py            # prints a table, writes overhead.json
     python benchmarks/overhead.py --quick    # fewer repeats
 
 Each case is timed with a warm-up and then the median of several repeats of a timed loop.
 PyTorch is timed in the same process on the same data when it is importable (never required),
-with the same thread count.
+with the same thread count. The JSON goes to a scratch folder (or --out; --record replaces
+the committed one in results/).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,10 +22,10 @@ from pathlib import Path
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import add_output_flags, make_parser, output_dir, progress, table, write  # noqa: E402
+
 import seqlib as sl  # noqa: E402
 import seqlib.nn.functional as F  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def median_time(fn, number: int, repeat: int) -> float:
@@ -113,10 +112,12 @@ def mlp_cases(torch, batch=64, features=32, hidden=64):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "overhead.json"))
+    parser = make_parser(__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="200 calls x 3 repeats per case instead of 2,000 x 7")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (the cases are too small for BLAS threads)")
+    add_output_flags(parser)
     args = parser.parse_args(argv)
     try:
         import torch
@@ -126,10 +127,12 @@ def main(argv=None) -> dict:
         torch = None
     number, repeat = (200, 3) if args.quick else (2000, 7)
     results = {}
-    for name, fn in {**small_add_cases(torch), **mlp_cases(torch)}.items():
+    cases = {**small_add_cases(torch), **mlp_cases(torch)}
+    for name in progress(cases, "overhead"):
         loops = number if "MLP" not in name else number // 4
-        results[name] = median_time(fn, loops, repeat) * 1e6
-        print(f"{name:40s} {results[name]:9.2f} us")
+        results[name] = median_time(cases[name], loops, repeat) * 1e6
+    rows = [{"case": name, "us per call": round(us, 2)} for name, us in results.items()]
+    print(f"median microseconds per call\n{table(rows)}\n")
     report = {
         "benchmark": "overhead",
         "machine": platform.processor() or platform.machine(),
@@ -140,9 +143,7 @@ def main(argv=None) -> dict:
         "unit": "microseconds per call (median)",
         "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write("overhead", report, output_dir(args))
     return report
 
 

@@ -5,30 +5,42 @@ Run:
     python benchmarks/transformer.py --attention full --length 512
 
 The recurrent step is one position of the whole stack at batch 1: the per-token cost of
-generation, which must not depend on the position for linear attention.
+generation, which must not depend on the position for linear attention. The JSON goes to a
+scratch folder (or --out; --record replaces the committed one in results/).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import alternate, machine, median_ms, set_threads, write  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_flags,
+    alternate,
+    machine,
+    make_parser,
+    median_ms,
+    output_dir,
+    run_config,
+    set_threads,
+    write,
+)
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attention", default="causal-linear")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=None)
+    parser = make_parser(__doc__)
+    parser.add_argument("--attention", default="causal-linear",
+                        help="a registered attention type (full, linear, causal-linear, ...)")
+    parser.add_argument("--layers", type=int, default=4, help="encoder layers")
+    parser.add_argument("--d-model", type=int, default=256, help="model width")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads")
+    parser.add_argument("--batch", type=int, default=16, help="sequences per training step")
+    parser.add_argument("--length", type=int, default=256, help="positions per sequence")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="timed runs per case (x10 for the recurrent step); the median counts")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+    add_output_flags(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     import numpy
@@ -90,8 +102,8 @@ def main(argv=None) -> dict:
     for name, value in results.items():
         print(f"{name:30s} {value:10.3f}")
     report = {"benchmark": "transformer", **machine(), "device": "cpu", "threads": args.threads,
-              "config": {k: v for k, v in vars(args).items() if k != "out"}, "results": results}
-    write(f"transformer_{args.attention}_cpu", report, args.out)
+              "config": run_config(args), "results": results}
+    write(f"transformer_{args.attention}_cpu", report, output_dir(args))
     return report
 
 

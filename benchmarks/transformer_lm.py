@@ -10,19 +10,28 @@ step for every row of the batch (seqlib: ``model.recurrent()``; torch: the same 
 written with torch ops). The torch peer is the same architecture (post-norm layers as
 fast-transformers builds them, elu+1 feature map, GELU feed-forward, final LayerNorm, tied
 head) with its causal product computed by the chunked algorithm of
-``benchmarks/causal_dot_product.py``, timed in the same process on the same device.
+``benchmarks/causal_dot_product.py``, timed in the same process on the same device. The JSON
+goes to a scratch folder (or --out; --record replaces the committed one in results/).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import alternate, machine, set_threads, write  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_flags,
+    alternate,
+    machine,
+    make_parser,
+    output_dir,
+    run_config,
+    set_threads,
+    write,
+)
 from causal_dot_product import torch_chunked  # noqa: E402
 
 
@@ -94,19 +103,22 @@ def torch_peer(torch, vocab: int, d_model: int, layers: int, heads: int):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--vocab", type=int, default=256)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--generate-batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=None)
+    parser = make_parser(__doc__)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+    parser.add_argument("--vocab", type=int, default=256, help="vocabulary size")
+    parser.add_argument("--d-model", type=int, default=256, help="model width")
+    parser.add_argument("--layers", type=int, default=4, help="transformer layers")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads")
+    parser.add_argument("--batch", type=int, default=16, help="sequences per training step")
+    parser.add_argument("--length", type=int, default=256, help="tokens per training sequence")
+    parser.add_argument("--generate-batches", type=int, nargs="+", default=[1, 16],
+                        help="batch sizes to time generation at")
+    parser.add_argument("--new-tokens", type=int, default=64,
+                        help="tokens generated per timed run")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="timed runs per case (alternating); the median counts")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads")
+    add_output_flags(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     import numpy
@@ -197,9 +209,9 @@ def main(argv=None) -> dict:
         print(f"{name:45s} {value:12.3f}")
     report = {"benchmark": "transformer_lm", **machine(args.device), "torch": torch_version,
               "device": args.device, "threads": args.threads,
-              "config": {k: v for k, v in vars(args).items() if k != "out"},
+              "config": run_config(args),
               "results": results, "time_ratio_seqlib_over_torch": ratios}
-    write(f"transformer_lm_{args.device.split(':')[0]}", report, args.out)
+    write(f"transformer_lm_{args.device.split(':')[0]}", report, output_dir(args))
     return report
 
 

@@ -11,11 +11,11 @@ al., 2020) in miniature.
 
 from __future__ import annotations
 
-import argparse
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy
+from _cli import check, flag, parse, require
 
 import seqlib as sl
 from seqlib import models, optim
@@ -23,26 +23,23 @@ from seqlib import models, optim
 
 @dataclass
 class Config:
-    models: list = field(default_factory=lambda: ["linear", "softmax", "lstm"])
-    symbols: int = 10
-    length: int = 16
-    steps: int = 300
-    batch_size: int = 32
-    d_model: int = 64
-    lr: float = 3e-3
-    seed: int = 0
+    models: list = flag(["linear", "softmax", "lstm"], "the models to train, one after another",
+                        choices=["linear", "softmax", "lstm"])
+    symbols: int = flag(10, "distinct symbols to copy")
+    length: int = flag(16, "symbols per sequence (the model reads them, then copies them)")
+    steps: int = flag(300, "Adam steps per model")
+    batch_size: int = flag(32, "sequences per step")
+    d_model: int = flag(64, "model width (the LSTM's hidden size is twice this)")
+    lr: float = flag(3e-3, "learning rate")
+    seed: int = flag(0, "seed of the initialization and the data", minimum=0)
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = Config()
-    parser.add_argument("--models", nargs="+", default=defaults.models,
-                        choices=["linear", "softmax", "lstm"])
-    for name in ("symbols", "length", "steps", "batch_size", "d_model", "seed"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
-                            default=getattr(defaults, name))
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    return Config(**vars(parser.parse_args(argv)))
+    config, _ = parse(Config, argv, __doc__)
+    check(config)
+    require(config.d_model % 4 == 0 or config.models == ["lstm"],
+            f"--d-model {config.d_model} must be a multiple of the transformers' 4 heads")
+    return config
 
 
 def batch(config: Config, rng):

@@ -10,9 +10,10 @@ loss as it goes and the validation MSE at the end (the noise floor is 0.01).
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
+
+from _cli import check, flag, parse
 
 import seqlib as sl
 import seqlib.nn.functional as F
@@ -21,21 +22,20 @@ from seqlib import nn, optim
 
 @dataclass
 class Config:
-    steps: int = 2000
-    batch_size: int = 64
-    hidden: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    samples: int = 2048
-    log_every: int = 200
-    seed: int = 0
+    steps: int = flag(2000, "SGD steps")
+    batch_size: int = flag(64, "samples per step")
+    hidden: int = flag(64, "hidden units")
+    lr: float = flag(0.05, "learning rate")
+    momentum: float = flag(0.9, "SGD momentum", minimum=0)
+    samples: int = flag(2048, "samples drawn (7/8 to train, 1/8 to validate)", minimum=8)
+    log_every: int = flag(200, "steps between printed training losses")
+    seed: int = flag(0, "seed of the data, the initialization and the shuffling", minimum=0)
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, value in vars(Config()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    return Config(**vars(parser.parse_args(argv)))
+    config, _ = parse(Config, argv, __doc__)
+    check(config)
+    return config
 
 
 def make_data(config: Config, generator: sl.Generator):

@@ -5,88 +5,106 @@ Run:
     python examples/train_lm.py                       # linear attention, characters, ~6 min
     python examples/train_lm.py --model softmax --tokenizer sentencepiece --steps 2000
     python examples/train_lm.py --model lstm --data my_texts/ --device cuda
-    python examples/train_lm.py --resume              # continue out/lm/checkpoint.safetensors
+    python examples/train_lm.py --resume --steps 4000  # continue out/lm, same flags
 
-Prints a progress bar (loss, tokens/s), the validation loss and perplexity every
---eval-every steps, saves a checkpoint every --checkpoint-every steps and on Ctrl-C, and ends
-by saving the model (out/lm) and printing a generated passage. examples/generate.py loads it.
+Prints a progress bar, the validation loss and perplexity every --eval-every steps, and a
+generated passage at the end. Saves the run to --out every --checkpoint-every steps, on Ctrl-C
+and at the end: checkpoint, flags, model and tokenizer (examples/generate.py loads them).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy
+from _cli import check, fail, flag, parse, require, restore, save
 from tqdm import tqdm
 
 import seqlib as sl
 from seqlib import models, nn, optim
-from seqlib.text import read_corpus, split_text
+from seqlib.text import read_corpus, shakespeare_files, split_text
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer
+
+CHECKPOINT, RUN = "checkpoint.safetensors", "train_config.json"  # in --out, with the model
 
 
 @dataclass
-class Config:
-    data: str = ""  # a text file or directory; empty: the Shakespeare corpus
-    model: str = "linear"  # linear | softmax | lstm
-    tokenizer: str = "char"  # char | sentencepiece
-    vocab_size: int = 2000  # sentencepiece only
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    dropout: float = 0.0  # a 6-minute run cannot overfit 4.8M tokens; dropout only slows it
-    block_size: int = 128
-    batch_size: int = 16
-    steps: int = 800
-    lr: float = 3e-3
-    warmup: int = 50
-    grad_clip: float = 1.0
-    eval_every: int = 200
-    eval_batches: int = 8
-    checkpoint_every: int = 400
-    out: str = "out/lm"
-    resume: bool = False
-    sample_tokens: int = 400
-    temperature: float = 0.8
-    device: str = "cpu"
-    seed: int = 1337
+class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot change it
+    data: str = flag("", "a text file or a directory of .txt files; '': the Shakespeare corpus")
+    model: str = flag("linear", "causal linear attention, softmax attention or an LSTM",
+                      choices=["linear", "softmax", "lstm"], keep=True)
+    tokenizer: str = flag("char", "characters, or SentencePiece BPE trained on the corpus",
+                          choices=["char", "sentencepiece"], keep=True)
+    vocab_size: int = flag(2000, "SentencePiece vocabulary size, at most", keep=True)
+    d_model: int = flag(128, "width of the embeddings and hidden states", keep=True)
+    n_layers: int = flag(4, "transformer layers (the LSTM has 2)", keep=True)
+    n_heads: int = flag(4, "attention heads; must divide --d-model", keep=True)
+    dropout: float = flag(0.0, "dropout probability, below 1 (6 minutes cannot overfit)",
+                          minimum=0, keep=True)
+    block_size: int = flag(128, "tokens per training window", keep=True)
+    batch_size: int = flag(16, "windows per step")
+    steps: int = flag(800, "train until this step (with --resume: counted from the start)")
+    lr: float = flag(3e-3, "peak learning rate of AdamW (linear warmup, then cosine decay)")
+    warmup: int = flag(50, "warmup steps (at most half of --steps)", minimum=0)
+    grad_clip: float = flag(1.0, "clip the gradient norm to this")
+    eval_every: int = flag(200, "steps between validation losses")
+    eval_batches: int = flag(8, "batches per validation loss")
+    checkpoint_every: int = flag(400, "steps between checkpoints (also saved at the end)")
+    out: str = flag("out/lm", "directory of the checkpoint, model, tokenizer and flags")
+    resume: bool = flag(False, "continue the run saved in --out, with its flags")
+    sample_tokens: int = flag(400, "tokens of the passage generated at the end", minimum=0)
+    temperature: float = flag(0.8, "sampling temperature of that passage")
+    device: str = flag("cpu", "cpu, cuda or cuda:<index>")
+    seed: int = flag(1337, "seed of the initialization, the batches and the sampling", minimum=0)
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
-    return Config(**vars(parser.parse_args(argv)))
+    """The flags given (over the saved run's with --resume), checked before any file is used."""
+    config, given = parse(Config, argv, __doc__)
+    config = resumed(given) if config.resume else config
+    check(config)
+    require(config.dropout < 1, f"--dropout must be < 1, got {config.dropout}")
+    require(config.model == "lstm" or config.d_model % config.n_heads == 0,
+            f"--d-model {config.d_model} is not divisible by --n-heads {config.n_heads}")
+    require(not config.data or Path(config.data).exists(),
+            f"--data {config.data}: no such file or directory")
+    try:  # the corpus is installed, the device exists
+        config.data or shakespeare_files()
+        sl.zeros(1, device=config.device)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        fail(str(error))
+    return config
+
+
+def resumed(given: dict) -> Config:
+    """The run saved in --out, with the flags given now (those marked keep must agree)."""
+    out = Path(given.get("out", Config.out))
+    require((out / CHECKPOINT).is_file(), f"--resume: {out} holds no checkpoint to resume")
+    config = replace(restore(Config, out / RUN, given), out=str(out))
+    step = sl.load(out / CHECKPOINT)["step"]
+    require(step < config.steps, f"--resume: the run in {out} is at step {step} already: "
+            "pass a larger --steps")
+    return config
 
 
 def make_tokenizer(config: Config, text: str):
     if config.tokenizer == "char":
         return CharTokenizer.fit(text)
-    if config.tokenizer == "sentencepiece":
-        lines = text[:2_000_000].splitlines()  # a sample is plenty for the merges
-        return SentencePieceTokenizer.train(iterator=lines, vocab_size=config.vocab_size)
-    raise ValueError(f"--tokenizer must be char or sentencepiece, got {config.tokenizer!r}")
+    lines = text[:2_000_000].splitlines()  # a sample is plenty for the merges
+    return SentencePieceTokenizer.train(iterator=lines, vocab_size=config.vocab_size)
 
 
 def make_model(config: Config, vocab_size: int):
     if config.model == "lstm":
         return models.LSTMLM(models.LSTMLMConfig(vocab_size, config.d_model, 2 * config.d_model,
                                                  num_layers=2, dropout=config.dropout))
-    attention = {"linear": "causal-linear", "softmax": "full"}.get(config.model)
-    if attention is None:
-        raise ValueError(f"--model must be linear, softmax or lstm, got {config.model!r}")
     return models.TransformerLM(models.TransformerLMConfig(
         vocab_size, config.d_model, config.n_layers, config.n_heads, dropout=config.dropout,
-        attention_type=attention, max_length=config.block_size))
+        attention_type={"linear": "causal-linear", "softmax": "full"}[config.model],
+        max_length=config.block_size))
 
 
 def batches(data: numpy.ndarray, config: Config, rng: numpy.random.Generator):
@@ -111,31 +129,35 @@ def main(argv=None) -> dict:
     config = parse_args(argv)
     sl.manual_seed(config.seed)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     train_text, val_text = split_text(read_corpus(config.data or None), 0.05)
-    tokenizer = make_tokenizer(config, train_text)
-    train = numpy.array(tokenizer.encode(train_text), dtype=numpy.int64)
-    val = numpy.array(tokenizer.encode(val_text), dtype=numpy.int64)
-    model = make_model(config, tokenizer.vocab_size).to(config.device)
+    if config.resume:  # the model and tokenizer saved in --out (config.json, tokenizer.*)
+        model = models.from_pretrained(out).train().to(config.device)
+        tokenizer = model.tokenizer
+    else:
+        tokenizer = make_tokenizer(config, train_text)
+        model = make_model(config, tokenizer.vocab_size).to(config.device)
+    train, val = (numpy.array(tokenizer.encode(text), dtype=numpy.int64)
+                  for text in (train_text, val_text))
     print(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
     optimizer = optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.1,
                             betas=(0.9, 0.99))
     warmup = min(config.warmup, config.steps // 2)  # short runs (tests) warm up briefly
     scheduler = optim.lr_scheduler.warmup_cosine(optimizer, warmup, config.steps, 0.1)
-    sampler = sl.Generator().manual_seed(config.seed)
-    checkpoint, step = out / "checkpoint.safetensors", 0
+    sampler, step = sl.Generator().manual_seed(config.seed), 0  # batches; step reached
     if config.resume:
-        step = sl.load_checkpoint(checkpoint, model=model, optimizer=optimizer,
+        step = sl.load_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer,
                                   scheduler=scheduler, generators={"batches": sampler})["step"]
-        print(f"resumed from {checkpoint} at step {step}")
+        print(f"resumed the run in {out} at step {step}")
     stream = batches(train, config, sampler.numpy_generator)
 
-    def save() -> None:
-        sl.save_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                           step=step, generators={"batches": sampler})
+    def save_all() -> None:  # the checkpoint last: it completes the set of files
+        model.save_pretrained(out, tokenizer=tokenizer)  # for generate.py and --resume
+        save(config, out / RUN)
+        sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer,
+                           scheduler=scheduler, step=step, generators={"batches": sampler})
 
-    val_loss, started = float("nan"), time.perf_counter()
+    val_loss, started, first = float("nan"), time.perf_counter(), step
     bar = tqdm(total=config.steps, initial=step, desc="training", dynamic_ncols=True)
     try:
         while step < config.steps:
@@ -147,7 +169,7 @@ def main(argv=None) -> dict:
             optimizer.step()
             scheduler.step()
             step += 1
-            rate = inputs.numel() * bar.n / max(time.perf_counter() - started, 1e-9)
+            rate = inputs.numel() * (step - first) / max(time.perf_counter() - started, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
             if step % config.eval_every == 0 or step == config.steps:
@@ -155,17 +177,17 @@ def main(argv=None) -> dict:
                 bar.write(f"step {step}: validation loss {val_loss:.4f}, "
                           f"perplexity {math.exp(val_loss):.2f}")
             if step % config.checkpoint_every == 0:
-                save()
+                save_all()
     except KeyboardInterrupt:
-        save()
+        save_all()
         bar.close()
-        print(f"\ninterrupted: checkpoint saved to {checkpoint} (continue with --resume)")
+        print(f"\ninterrupted at step {step}: saved to {out}; continue with\n"
+              f"    python examples/train_lm.py --resume --out {out}")
         return {"step": step, "val_loss": val_loss}
     bar.close()
-    save()
-    model.eval().save_pretrained(out, tokenizer=tokenizer)
+    save_all()
     prompt = tokenizer.encode(val_text[:1] or "\n")
-    text = sl.generate(model, prompt, config.sample_tokens, temperature=config.temperature,
+    text = sl.generate(model.eval(), prompt, config.sample_tokens, temperature=config.temperature,
                        seed=config.seed)
     print(f"\n--- sample ---\n{tokenizer.decode(prompt + text)}\n--------------")
     print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; "

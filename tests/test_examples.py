@@ -1,26 +1,42 @@
-"""Every example's main() runs for a couple of steps."""
+"""Every example's main() runs for a couple of steps, describes its flags in --help, and refuses
+bad flags with a one-line error before it reads or writes anything."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import json
 from pathlib import Path
 
 import pytest
+from scripts import EXAMPLES, help_text, options, scripts
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+SAMPLE = str(Path(__file__).parent / "data" / "hamlet_sample.txt")
+TINY = ["--data", SAMPLE, "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
+        "--block-size", "16", "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5"]
 
 
-def test_fit_mlp_runs_and_learns(capsys):
-    fit_mlp = load("fit_mlp")
+@pytest.fixture
+def example(monkeypatch):
+    """``example("train_lm")``: the script examples/train_lm.py as a fresh module."""
+    from scripts import load
+
+    return lambda name: load(EXAMPLES / f"{name}.py", monkeypatch)
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(path, marks=pytest.mark.xfail(reason="generate.py is reworked on another "
+                                               "branch; its flags have no help yet"))
+    if path.name == "generate.py" else path
+    for path in scripts(EXAMPLES)], ids=lambda path: path.name)
+def test_help_describes_every_flag_and_its_default(script, monkeypatch):
+    flags = options(help_text(script, monkeypatch))
+    flags.pop("-h"), flags.pop("--help")
+    assert flags, f"{script.name} --help lists no flags"
+    for flag, text in flags.items():
+        assert text and "(default: " in text, f"{script.name} {flag}: {text!r}"
+
+
+def test_fit_mlp_runs_and_learns(example, capsys):
+    fit_mlp = example("fit_mlp")
     short = fit_mlp.main(["--steps", "2", "--samples", "64"])
     assert short > 0
     trained = fit_mlp.main(["--steps", "600", "--log-every", "300"])
@@ -28,47 +44,118 @@ def test_fit_mlp_runs_and_learns(capsys):
     assert "validation mse" in capsys.readouterr().out
 
 
-SAMPLE = str(Path(__file__).parent / "data" / "hamlet_sample.txt")
-TINY = ["--data", SAMPLE, "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-        "--block-size", "16", "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5"]
-
-
 @pytest.mark.parametrize("model", ["linear", "softmax", "lstm"])
-def test_train_lm_runs_two_steps_and_saves_a_model(tmp_path, model, capsys):
-    train_lm = load("train_lm")
-    result = train_lm.main(["--steps", "2", "--model", model, "--out", str(tmp_path), *TINY])
+def test_train_lm_runs_two_steps_and_saves_a_model(tmp_path, model, example, capsys):
+    result = example("train_lm").main(["--steps", "2", "--model", model, "--out", str(tmp_path),
+                                       *TINY])
     assert result["step"] == 2 and result["val_loss"] > 0
     assert (tmp_path / "config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
     output = capsys.readouterr().out
     assert "--- sample ---" in output and "perplexity" in output
-    text = load("generate").main(["--model", str(tmp_path), "--prompt", "Ham", "--tokens", "4"])
+    text = example("generate").main(["--model", str(tmp_path), "--prompt", "Ham", "--tokens", "4"])
     assert text.startswith("Ham") and len(text) == 7
 
 
-def test_train_lm_with_sentencepiece_and_resume(tmp_path, capsys):
-    train_lm = load("train_lm")
+def test_train_lm_with_sentencepiece_and_resume(tmp_path, example, capsys):
+    train_lm = example("train_lm")
     common = ["--out", str(tmp_path), "--tokenizer", "sentencepiece", "--vocab-size", "400",
               "--checkpoint-every", "1", *TINY]
     train_lm.main(["--steps", "2", *common])
     assert (tmp_path / "tokenizer.model").is_file()
-    resumed = train_lm.main(["--steps", "3", "--resume", *common])
+    resumed = train_lm.main(["--steps", "3", "--resume", *common])  # repeating flags is fine
     assert resumed["step"] == 3
-    assert "resumed from" in capsys.readouterr().out
+    assert "resumed the run in" in capsys.readouterr().out
 
 
-def test_copy_task_runs(capsys):
-    copy_task = load("copy_task")
-    results = copy_task.main(["--steps", "2", "--length", "4", "--d-model", "16",
-                              "--batch-size", "4"])
+def test_train_lm_resume_takes_the_model_and_tokenizer_from_out(tmp_path, example, capsys):
+    """Only --resume and what changes: the model type, its shape, the tokenizer and the data
+    come from --out."""
+    train_lm = example("train_lm")
+    train_lm.main(["--steps", "2", "--model", "lstm", "--out", str(tmp_path), *TINY])
+    saved = json.loads((tmp_path / "train_config.json").read_text())
+    assert saved["model"] == "lstm" and saved["d_model"] == 16 and saved["data"] == SAMPLE
+    capsys.readouterr()
+    resumed = train_lm.main(["--resume", "--out", str(tmp_path), "--steps", "3"])
+    assert resumed["step"] == 3
+    output = capsys.readouterr().out
+    assert "lstm model" in output and "resumed the run in" in output and "at step 2" in output
+
+
+@pytest.mark.parametrize("flag, value, saved", [("--d-model", "32", "16"),
+                                                ("--model", "softmax", "linear"),
+                                                ("--tokenizer", "sentencepiece", "char")])
+def test_train_lm_resume_refuses_a_flag_that_changes_the_model(tmp_path, example, flag, value,
+                                                               saved):
+    train_lm = example("train_lm")
+    train_lm.main(["--steps", "2", "--out", str(tmp_path), *TINY])
+    with pytest.raises(SystemExit) as error:
+        train_lm.main(["--resume", "--out", str(tmp_path), "--steps", "4", flag, value])
+    message = str(error.value)
+    assert f"{flag} {value}" in message and f"{flag} {saved}" in message
+    assert "\n" not in message
+
+
+def test_train_lm_resume_needs_a_checkpoint_and_more_steps(tmp_path, example):
+    train_lm = example("train_lm")
+    missing = tmp_path / "never_trained"
+    with pytest.raises(SystemExit, match="holds no checkpoint to resume") as error:
+        train_lm.main(["--resume", "--out", str(missing)])
+    assert "\n" not in str(error.value) and not missing.exists()
+    train_lm.main(["--steps", "2", "--out", str(tmp_path), *TINY])
+    with pytest.raises(SystemExit, match="at step 2 already: pass a larger --steps"):
+        train_lm.main(["--resume", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval-every", "0"], "--eval-every must be > 0, got 0"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--warmup", "-1"], "--warmup must be >= 0"),
+    (["--dropout", "1.5"], "--dropout must be < 1"),
+    (["--d-model", "10", "--n-heads", "4"], "--d-model 10 is not divisible by --n-heads 4"),
+    (["--data", "no/such/file.txt"], "no such file or directory"),
+    (["--device", "gpu"], "device"),
+    (["--model", "gpt"], None),  # argparse: invalid choice (its usage line and exit code 2)
+])
+def test_train_lm_checks_flags_before_reading_or_writing(tmp_path, example, flags, message,
+                                                        monkeypatch):
+    import seqlib.text
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the corpus was read before the flags were checked")
+
+    monkeypatch.setattr(seqlib.text, "read_corpus", unread)
+    train_lm = example("train_lm")
+    monkeypatch.setattr(train_lm, "read_corpus", unread)
+    out = tmp_path / "not_created"
+    with pytest.raises(SystemExit) as error:
+        train_lm.main(["--out", str(out), "--data", SAMPLE, *flags])
+    if message is None:
+        assert error.value.code == 2
+    else:
+        assert message in str(error.value) and "\n" not in str(error.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, flags", [("copy_task", ["--steps", "0"]),
+                                         ("copy_task", ["--d-model", "6"]),
+                                         ("fit_mlp", ["--batch-size", "-4"])])
+def test_other_examples_check_their_flags(example, name, flags):
+    with pytest.raises(SystemExit, match="error: --"):
+        example(name).main(flags)
+
+
+def test_copy_task_runs(example, capsys):
+    results = example("copy_task").main(["--steps", "2", "--length", "4", "--d-model", "16",
+                                         "--batch-size", "4"])
     assert set(results) == {"linear", "softmax", "lstm"}
     assert all(0 <= r["accuracy"] <= 1 for r in results.values())
     assert "copy accuracy" in capsys.readouterr().out
 
 
-def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, capsys):
+def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, example, capsys):
     from seqlib import optim
 
-    train_lm = load("train_lm")
+    train_lm = example("train_lm")
     calls = []
     original = optim.AdamW.step
 
@@ -82,7 +169,7 @@ def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, capsys):
     result = train_lm.main(["--steps", "5", "--out", str(tmp_path), *TINY])
     assert result["step"] == 1
     assert (tmp_path / "checkpoint.safetensors").is_file()
-    assert "interrupted: checkpoint saved" in capsys.readouterr().out
+    assert "interrupted at step 1" in capsys.readouterr().out
     monkeypatch.setattr(optim.AdamW, "step", original)
     assert train_lm.main(["--steps", "2", "--resume", "--out", str(tmp_path), *TINY])["step"] == 2
 
