@@ -199,7 +199,7 @@ def plot(layers: list, generation: list, args, directory: Path) -> list:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print("matplotlib is not installed (pip install '.[bench]'): no plots")
+        print('matplotlib is not installed (pip install ".[bench]"): no plots')
         return []
     paths = []
     for name, figure in figures(layers, generation, args):

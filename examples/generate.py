@@ -9,9 +9,10 @@ Run:
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
+
+from _cli import check, flag, parse, require
 
 import seqlib as sl
 from seqlib.models import from_pretrained
@@ -19,21 +20,23 @@ from seqlib.models import from_pretrained
 
 @dataclass
 class Config:
-    model: str = "out/lm"
-    prompt: str = "ROMEO:"
-    tokens: int = 300
-    temperature: float = 0.8  # 0: greedy (the most likely token each step)
-    top_k: int = 0  # 0: no top-k filtering
-    top_p: float = 1.0  # 1: no nucleus filtering
-    seed: int = 0
-    device: str = "cpu"
+    model: str = flag("out/lm", "directory written by train_lm.py (save_pretrained)")
+    prompt: str = flag("ROMEO:", "text to continue")
+    tokens: int = flag(300, "new tokens to generate")
+    temperature: float = flag(0.8, "sampling temperature; 0 for greedy (the most likely token)",
+                              minimum=0)
+    top_k: int = flag(0, "sample from the k most likely tokens only; 0 for no limit", minimum=0)
+    top_p: float = flag(1.0, "sample from the smallest set of tokens whose probability reaches "
+                        "p (nucleus); 1 for no limit")
+    seed: int = flag(0, "seed of the sampling generator", minimum=0)
+    device: str = flag("cpu", "where to run: cpu or cuda")
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, value in vars(Config()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    return Config(**vars(parser.parse_args(argv)))
+    config, _ = parse(Config, argv, __doc__)
+    check(config)
+    require(config.top_p <= 1, f"--top-p must be in (0, 1], got {config.top_p}")
+    return config
 
 
 def main(argv=None) -> str:

@@ -22,11 +22,7 @@ def example(monkeypatch):
     return lambda name: load(EXAMPLES / f"{name}.py", monkeypatch)
 
 
-@pytest.mark.parametrize("script", [
-    pytest.param(path, marks=pytest.mark.xfail(reason="generate.py is reworked on another "
-                                               "branch; its flags have no help yet"))
-    if path.name == "generate.py" else path
-    for path in scripts(EXAMPLES)], ids=lambda path: path.name)
+@pytest.mark.parametrize("script", scripts(EXAMPLES), ids=lambda path: path.name)
 def test_help_describes_every_flag_and_its_default(script, monkeypatch):
     flags = options(help_text(script, monkeypatch))
     flags.pop("-h"), flags.pop("--help")
@@ -174,7 +170,7 @@ def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, example, c
     assert train_lm.main(["--steps", "2", "--resume", "--out", str(tmp_path), *TINY])["step"] == 2
 
 
-def test_generate_streams_multibyte_text_exactly(tmp_path, capsys):
+def test_generate_streams_multibyte_text_exactly(example, tmp_path, capsys):
     """With a SentencePiece model and a prompt spelled with byte-fallback tokens, the example
     prints exactly the text it returns (the prompt without U+FFFD)."""
     import seqlib as sl
@@ -187,7 +183,7 @@ def test_generate_streams_multibyte_text_exactly(tmp_path, capsys):
                                               n_layers=1, n_heads=2, dropout=0.0))
     model.eval().save_pretrained(tmp_path, tokenizer=tokenizer)
     capsys.readouterr()
-    text = load("generate").main(["--model", str(tmp_path), "--prompt", "Où est le café?",
-                                  "--tokens", "30", "--temperature", "0"])
+    text = example("generate").main(["--model", str(tmp_path), "--prompt", "Où est le café?",
+                                     "--tokens", "30", "--temperature", "0"])
     printed = capsys.readouterr().out
     assert text.startswith("Où est le café?") and printed.startswith(text + "\n")
