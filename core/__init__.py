@@ -70,7 +70,7 @@ from .ops.compare import (
     lt,
     ne,
 )
-from .ops.indexing import gather, index_select, masked_fill
+from .ops.indexing import index_select, masked_fill
 from .ops.linalg import einsum, matmul
 from .ops.pointwise import (
     abs,  # noqa: A004
@@ -112,6 +112,7 @@ from .ops.reduce import (
     sum,  # noqa: A004
     var,
 )
+from .ops.scatter import gather, index_add, scatter, scatter_add
 from .ops.shape import (
     cat,
     chunk,

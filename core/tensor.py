@@ -767,8 +767,17 @@ class Tensor:
     def __setitem__(self, index, value):
         _inplace.setitem_(self, index, value)
 
-    def gather(self, dim, index):
-        return _indexing.gather(self, dim, index)
+    def gather(self, dim, index, *, sparse_grad=False):
+        return _scatter.gather(self, dim, index, sparse_grad=sparse_grad)
+
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return _scatter.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim, index, src):
+        return _scatter.scatter_add(self, dim, index, src)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        return _scatter.index_add(self, dim, index, source, alpha=alpha)
 
     def index_select(self, dim, index):
         return _indexing.index_select(self, dim, index)
@@ -810,6 +819,16 @@ class Tensor:
     def copy_(self, source):
         return _inplace.copy_(self, source)
 
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        return _inplace.unary_(self, _scatter.scatter, dim, index, src, value=value,
+                               reduce=reduce)
+
+    def scatter_add_(self, dim, index, src):
+        return _inplace.unary_(self, _scatter.scatter_add, dim, index, src)
+
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return _inplace.unary_(self, _scatter.index_add, dim, index, source, alpha=alpha)
+
 
 def _rebuild(array, requires_grad: bool) -> Tensor:
     out = Tensor._make(array)
@@ -843,4 +862,5 @@ from .ops import inplace as _inplace  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
 from .ops import pointwise as _pointwise  # noqa: E402
 from .ops import reduce as _reduce  # noqa: E402
+from .ops import scatter as _scatter  # noqa: E402
 from .ops import shape as _shape  # noqa: E402

@@ -9,5 +9,6 @@ from . import (  # noqa: F401
     linalg,
     pointwise,
     reduce,
+    scatter,
     shape,
 )

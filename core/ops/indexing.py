@@ -1,9 +1,10 @@
-"""Indexing: basic and advanced ``x[index]``, gather, index_select, masked_fill."""
+"""Indexing: basic and advanced ``x[index]``, index_select, masked_fill (gather: scatter.py)."""
 
 from __future__ import annotations
 
 import numpy
 
+from .. import dtypes
 from ..autograd.function import Function
 from ..backend import get_array_module, scatter_add
 from ..tensor import Tensor
@@ -51,25 +52,6 @@ class GetItem(Function):
         return grad, None
 
 
-class Gather(Function):
-    @staticmethod
-    def forward(ctx, x, dim, index):
-        ctx.save_for_backward(index)
-        ctx.args = (x.shape, dim)
-        return get_array_module(x).take_along_axis(x, index, axis=dim)
-
-    @staticmethod
-    def backward(ctx, g):
-        (index,) = ctx.saved_tensors
-        shape, dim = ctx.args
-        xp = get_array_module(g)
-        grad = xp.zeros(shape, g.dtype)
-        full = list(xp.indices(index.shape, sparse=True))
-        full[dim] = index
-        scatter_add(grad, tuple(full), g)
-        return grad, None, None
-
-
 class IndexSelect(Function):
     @staticmethod
     def forward(ctx, x, dim, index):
@@ -98,31 +80,22 @@ def getitem(input: Tensor, index) -> Tensor:
     return out
 
 
-def _index_tensor(index, op, argument="index"):
-    if not isinstance(index, Tensor) or index.dtype.kind not in "iu":
+def index_tensor(index, op: str, argument: str = "index") -> Tensor:
+    """``index`` if it is an int64 or int32 tensor (what PyTorch accepts), else a TypeError."""
+    if not isinstance(index, Tensor) or index.dtype not in (dtypes.int64, dtypes.int32):
         kind = index.dtype if isinstance(index, Tensor) else type(index).__name__
-        raise TypeError(f"{op}: {argument} must be an integer tensor, got {kind}")
+        raise TypeError(f"{op}: {argument} must be an integer tensor (int64 or int32), got {kind}")
     return index
 
 
-def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for other dims).
-
-    Args:
-        input: ``(*)``.
-        dim: the dim to index along.
-        index: int64 tensor with ``input``'s number of dims.
-    Returns:
-        ``index``-shaped values.
-    """
-    _index_tensor(index, "gather")
-    d = normalize_dim(dim, input.ndim, "gather")
-    if index.ndim != input.ndim:
-        raise RuntimeError(
-            f"gather: index tensor must have the same number of dimensions as input tensor "
-            f"(index shape {tuple(index.shape)}, input shape {tuple(input.shape)})"
-        )
-    return Gather.apply(input, d, index._array)
+def check_range(index: Tensor, size: int, dim: int, op: str) -> None:
+    """Every entry of ``index`` must lie in ``[0, size)``; negative indices are refused too."""
+    if not index.numel():
+        return
+    low, high = int(index._array.min()), int(index._array.max())
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise IndexError(f"{op}: index {bad} is out of bounds for dimension {dim} with size {size}")
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -135,7 +108,7 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     Returns:
         ``input`` with ``dim`` of size ``len(index)``.
     """
-    _index_tensor(index, "index_select")
+    index_tensor(index, "index_select")
     if index.ndim > 1:
         raise IndexError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
     d = normalize_dim(dim, input.ndim, "index_select")

@@ -108,13 +108,13 @@ def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
     return _bump(tensor)
 
 
-def unary_(tensor: Tensor, function, *args) -> Tensor:
-    """The in-place twin of any out-of-place op ``function(tensor, *args)``."""
+def unary_(tensor: Tensor, function, *args, **kwargs) -> Tensor:
+    """The in-place twin of any out-of-place op ``function(tensor, *args, **kwargs)``."""
     op = function.__name__ + "_"
-    if _recording(tensor, *args):
+    if _recording(tensor, *args, *kwargs.values()):
         _check_rebase(tensor, op)
-        return _write(tensor, function(tensor, *args), op)
-    result = function(tensor.detach(), *args)
+        return _write(tensor, function(tensor, *args, **kwargs), op)
+    result = function(tensor.detach(), *args, **kwargs)
     _check_cast(result._array.dtype, tensor._array.dtype, op)
     tensor._array[...] = result._array
     return _bump(tensor)
