@@ -134,6 +134,7 @@ from .ops.shape import (
     unsqueeze,
     view,
 )
+from .ops.sorting import argsort, sort, topk
 from .random import (
     Generator,
     default_generator,

@@ -688,6 +688,16 @@ class Tensor:
     def any(self, dim=None, keepdim=False):
         return _reduce.any(self, dim, keepdim)
 
+    # ---- sorting -------------------------------------------------------------------------
+    def sort(self, dim=-1, descending=False, *, stable=False):
+        return _sorting.sort(self, dim, descending, stable=stable)
+
+    def argsort(self, dim=-1, descending=False, *, stable=False):
+        return _sorting.argsort(self, dim, descending, stable=stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return _sorting.topk(self, k, dim, largest, sorted)
+
     # ---- shape ---------------------------------------------------------------------------
     def view(self, *shape):
         return _shape.view(self, *shape)
@@ -864,3 +874,4 @@ from .ops import pointwise as _pointwise  # noqa: E402
 from .ops import reduce as _reduce  # noqa: E402
 from .ops import scatter as _scatter  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
+from .ops import sorting as _sorting  # noqa: E402
