@@ -51,6 +51,7 @@ from .dtypes import (
     short,
     uint8,
 )
+from .functional.activation import log_softmax, softmax
 from .gradcheck import GradcheckError, gradcheck
 from .ops.arithmetic import add, div, maximum, minimum, mul, neg, pow, sub  # noqa: A004
 from .ops.compare import (
@@ -70,8 +71,8 @@ from .ops.compare import (
     lt,
     ne,
 )
-from .ops.indexing import index_select, masked_fill
-from .ops.linalg import einsum, matmul
+from .ops.indexing import index_select, masked_fill, nonzero, repeat_interleave
+from .ops.linalg import bmm, einsum, matmul
 from .ops.pointwise import (
     abs,  # noqa: A004
     ceil,
@@ -101,6 +102,7 @@ from .ops.reduce import (
     any,  # noqa: A004
     argmax,
     argmin,
+    cumprod,
     cumsum,
     logsumexp,
     max,  # noqa: A004

@@ -494,6 +494,9 @@ class Tensor:
     def matmul(self, other):
         return _linalg.matmul(self, other)
 
+    def bmm(self, mat2):
+        return _linalg.bmm(self, mat2)
+
     # ---- comparisons and logic (no gradient) ---------------------------------------------
     def __eq__(self, other):
         return _compare.eq(self, other)
@@ -679,6 +682,9 @@ class Tensor:
     def cumsum(self, dim, *, dtype=None):
         return _reduce.cumsum(self, dim, dtype=dtype)
 
+    def cumprod(self, dim, *, dtype=None):
+        return _reduce.cumprod(self, dim, dtype=dtype)
+
     def norm(self, p=2, dim=None, keepdim=False):
         return _reduce.norm(self, p, dim, keepdim)
 
@@ -794,6 +800,12 @@ class Tensor:
 
     def masked_fill(self, mask, value):
         return _indexing.masked_fill(self, mask, value)
+
+    def nonzero(self, *, as_tuple=False):
+        return _indexing.nonzero(self, as_tuple=as_tuple)
+
+    def repeat_interleave(self, repeats=None, dim=None, *, output_size=None):
+        return _indexing.repeat_interleave(self, repeats, dim, output_size=output_size)
 
     # ---- in place (bump the version counter; rebase history under autograd) -------------
     def add_(self, other, *, alpha=1):

@@ -1,4 +1,4 @@
-"""Indexing: basic and advanced ``x[index]``, index_select, masked_fill (gather: scatter.py)."""
+"""Indexing: ``x[index]``, index_select, masked_fill, nonzero (gather and scatter: scatter.py)."""
 
 from __future__ import annotations
 
@@ -118,6 +118,65 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return IndexSelect.apply(input, d, index._array.reshape(-1))
 
 
+def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None, *,
+                      output_size: int | None = None) -> Tensor:
+    """Repeat each entry along ``dim`` (the flattened input if None) ``repeats`` times.
+
+    ``repeat_interleave(repeats)`` alone, on a 1-D integer tensor, repeats ``arange(n)``:
+    ``[1, 2, 0] -> [0, 1, 1]``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        repeats: an int, or an integer tensor with one count per entry along ``dim`` (or one
+            count for all).
+        dim: the dim to repeat along; None flattens the input first.
+        output_size: the total length along ``dim``, if known; checked.
+    Returns:
+        ``input`` with ``sum(repeats)`` entries along ``dim``.
+    """
+    if repeats is None:  # the one-argument form
+        counts = _repeat_counts(input, None, "repeat_interleave")
+        xp = get_array_module(counts)
+        return Tensor._make(xp.repeat(xp.arange(len(counts), dtype=input.dtype), counts))
+    if dim is None or input.ndim == 0:
+        input = input.reshape(-1)
+    d = normalize_dim(0 if dim is None else dim, input.ndim, "repeat_interleave")
+    counts = _repeat_counts(repeats, input.shape[d], "repeat_interleave")
+    xp = get_array_module(input._array)
+    positions = xp.repeat(xp.arange(input.shape[d]), xp.asarray(counts))
+    if output_size is not None and output_size != len(positions):
+        raise RuntimeError(
+            f"repeat_interleave: output_size={output_size} but the repeats add up to "
+            f"{len(positions)}"
+        )
+    return IndexSelect.apply(input, d, positions)
+
+
+def _repeat_counts(repeats, size: int | None, op: str):
+    """``repeats`` (an int or a 0-d/1-D integer tensor) as one non-negative count per entry."""
+    if isinstance(repeats, Tensor):
+        if repeats.dtype.kind not in "iu":
+            raise TypeError(f"{op}: repeats must be an int or an integer tensor, got "
+                            f"{repeats.dtype}")
+        if repeats.ndim > 1 or (size is None and repeats.ndim != 1):
+            raise RuntimeError(f"{op}: repeats must be a 0-d or 1-D tensor (1-D when it is the "
+                               f"only argument), got shape {tuple(repeats.shape)}")
+        counts = repeats._array.reshape(-1)
+    elif isinstance(repeats, (int, numpy.integer)) and not isinstance(repeats, bool):
+        counts = numpy.array([repeats])
+    else:
+        raise TypeError(f"{op}: repeats must be an int or an integer tensor, got "
+                        f"{type(repeats).__name__}")
+    if size is not None and len(counts) == 1:
+        counts = counts.repeat(size)
+    if size is not None and len(counts) != size:
+        raise RuntimeError(f"{op}: repeats must have one count per entry along dim ({size}), "
+                           f"got {len(counts)}")
+    if len(counts) and int(counts.min()) < 0:
+        raise RuntimeError(f"{op}: repeats can not be negative, got {int(counts.min())}")
+    return counts
+
+
 def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
     """``value`` where ``mask`` is true, else ``input`` (mask broadcasts to the input).
 
@@ -149,3 +208,24 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
             f"shape {tuple(input.shape)}"
         )
     return out if out.dtype == input.dtype else out.to(input.dtype)
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False):
+    """The coordinates of the non-zero (true) elements, in row-major order.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        as_tuple: return one 1-D index tensor per dim (what ``where(condition)`` returns, and
+            what indexing takes: ``x[x.nonzero(as_tuple=True)]``), instead of one matrix.
+    Returns:
+        an int64 ``(n, input.ndim)`` tensor, or a tuple of ``input.ndim`` int64 ``(n,)``
+        tensors (one for a 0-d input).
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"nonzero: input must be a Tensor, got {type(input).__name__}")
+    array = input._array
+    xp = get_array_module(array)
+    if not as_tuple:
+        return Tensor._make(xp.argwhere(array).astype(xp.int64, copy=False))
+    coordinates = xp.nonzero(array.reshape(1) if array.ndim == 0 else array)
+    return tuple(Tensor._make(c.astype(xp.int64, copy=False)) for c in coordinates)
