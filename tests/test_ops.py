@@ -369,7 +369,7 @@ def test_cumprod_dtypes_and_zero_dim():
     assert sl.cumprod(sl.tensor([1, 2, 3], dtype=sl.int32), 0).dtype == sl.int64
     assert sl.cumprod(sl.tensor([True, True]), 0).tolist() == [1, 1]
     assert sl.cumprod(sl.tensor([1, 2, 3]), 0, dtype=sl.float32).tolist() == [1.0, 2.0, 6.0]
-    assert sl.cumprod(sl.tensor(3.0), 0).shape == ()
+    assert sl.cumprod(sl.tensor(3.0), 0).shape == () and sl.cumsum(sl.tensor(3.0), 0).shape == ()
     (x,) = leaves([2.0, 0.0, 3.0, 0.0, 5.0])
     x.cumprod(0).sum().backward()
     assert x.grad.tolist() == [1.0, 2 + 6.0, 0.0, 0.0, 0.0]  # d/dx1 = 2 + 2*3 (2*3*0*5 is 0)

@@ -487,7 +487,8 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
         input = input.to(dtype)
     elif input._array.dtype.kind in "biu":
         input = input.to(dtypes.int64)
-    return Cumsum.apply(input, normalize_dim(dim, input.ndim, "cumsum"))
+    d = normalize_dim(dim, input.ndim, "cumsum")
+    return input * 1 if input.ndim == 0 else Cumsum.apply(input, d)  # NumPy gives (1,) for 0-d
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
