@@ -7,7 +7,15 @@ import numpy as _numpy
 
 from . import allocator as _allocator
 from . import cuda, dtypes, functional, losses, masking  # noqa: F401
-from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (
+    Function,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .backend import Device
 from .creation import (
     arange,
