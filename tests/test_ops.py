@@ -715,6 +715,24 @@ def test_copy_and_fill_under_autograd():
     assert src.grad.tolist() == [2.0, 2.0]
 
 
+@pytest.mark.parametrize("overwrite", [
+    lambda y: y.copy_(sl.ones(3)), lambda y: y.fill_(2.0), lambda y: y.zero_(),
+    lambda y: y.copy_(sl.ones(1, dtype=sl.float64)),
+])
+def test_copy_and_fill_keep_the_history_with_a_zero_gradient(overwrite):
+    x = sl.ones(3, requires_grad=True)
+    y = x * 2
+    overwrite(y)
+    assert y.requires_grad and y.grad_fn is not None  # as PyTorch's CopyBackwards/FillBackward
+    (y * 3).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+    value = sl.tensor(2.0, requires_grad=True)
+    (x * 1).fill_(value).sum().backward()
+    assert value.grad.item() == 3.0
+    with pytest.raises(RuntimeError, match=r"copy_: source of shape \(2,\) can't be broadcast"):
+        (x * 1).copy_(sl.ones(2))
+
+
 def test_clone_and_cast_are_differentiable():
     x = values((2, 2))
     check_op(lambda t: t.clone() * 2, lambda a: a * 2, x)
