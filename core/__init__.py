@@ -122,6 +122,7 @@ from .ops.reduce import (
     sum,  # noqa: A004
     var,
 )
+from .ops.sampling import multinomial
 from .ops.scatter import gather, index_add, scatter, scatter_add
 from .ops.shape import (
     cat,

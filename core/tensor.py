@@ -704,6 +704,9 @@ class Tensor:
     def topk(self, k, dim=-1, largest=True, sorted=True):
         return _sorting.topk(self, k, dim, largest, sorted)
 
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        return _sampling.multinomial(self, num_samples, replacement, generator=generator)
+
     # ---- shape ---------------------------------------------------------------------------
     def view(self, *shape):
         return _shape.view(self, *shape)
@@ -841,6 +844,12 @@ class Tensor:
     def copy_(self, source):
         return _inplace.copy_(self, source)
 
+    def uniform_(self, from_=0.0, to=1.0, *, generator=None):
+        return _sampling.uniform_(self, from_, to, generator=generator)
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        return _sampling.normal_(self, mean, std, generator=generator)
+
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
         return _inplace.unary_(self, _scatter.scatter, dim, index, src, value=value,
                                reduce=reduce)
@@ -884,6 +893,7 @@ from .ops import inplace as _inplace  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
 from .ops import pointwise as _pointwise  # noqa: E402
 from .ops import reduce as _reduce  # noqa: E402
+from .ops import sampling as _sampling  # noqa: E402
 from .ops import scatter as _scatter  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
 from .ops import sorting as _sorting  # noqa: E402

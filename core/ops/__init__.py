@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     linalg,
     pointwise,
     reduce,
+    sampling,
     scatter,
     shape,
     sorting,
