@@ -327,6 +327,9 @@ class Tensor:
     def bool(self) -> Tensor:
         return self.to(dtypes.bool)
 
+    def type(self, dtype=None, non_blocking=False):
+        return _convert.tensor_type(self, dtype, non_blocking)
+
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
 
