@@ -888,6 +888,7 @@ class _HookHandle:
 
 # The op families need Tensor, so they are imported after it exists.
 from .functional import activation as _activation  # noqa: E402
+from .missing import install_missing  # noqa: E402
 from .ops import arithmetic as _arith  # noqa: E402
 from .ops import compare as _compare  # noqa: E402
 from .ops import convert as _convert  # noqa: E402
@@ -900,3 +901,7 @@ from .ops import sampling as _sampling  # noqa: E402
 from .ops import scatter as _scatter  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
 from .ops import sorting as _sorting  # noqa: E402
+
+# PyTorch Tensor attributes that seqlib lacks raise an AttributeError that says so and names
+# the equivalent: one descriptor per name (see core/missing.py for why not __getattr__).
+install_missing(Tensor, "torch.Tensor")
