@@ -134,26 +134,28 @@ def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None, *,
     Returns:
         ``input`` with ``sum(repeats)`` entries along ``dim``.
     """
+    # NOTE: the positions are computed with NumPy (CuPy's repeat takes no array of counts)
+    # and then moved to the input's device.
     if repeats is None:  # the one-argument form
         counts = _repeat_counts(input, None, "repeat_interleave")
-        xp = get_array_module(counts)
-        return Tensor._make(xp.repeat(xp.arange(len(counts), dtype=input.dtype), counts))
+        positions = numpy.repeat(numpy.arange(len(counts), dtype=input.dtype), counts)
+        return Tensor._make(get_array_module(input._array).asarray(positions))
     if dim is None or input.ndim == 0:
         input = input.reshape(-1)
     d = normalize_dim(0 if dim is None else dim, input.ndim, "repeat_interleave")
     counts = _repeat_counts(repeats, input.shape[d], "repeat_interleave")
-    xp = get_array_module(input._array)
-    positions = xp.repeat(xp.arange(input.shape[d]), xp.asarray(counts))
+    positions = numpy.repeat(numpy.arange(input.shape[d]), counts)
     if output_size is not None and output_size != len(positions):
         raise RuntimeError(
             f"repeat_interleave: output_size={output_size} but the repeats add up to "
             f"{len(positions)}"
         )
-    return IndexSelect.apply(input, d, positions)
+    return IndexSelect.apply(input, d, get_array_module(input._array).asarray(positions))
 
 
 def _repeat_counts(repeats, size: int | None, op: str):
-    """``repeats`` (an int or a 0-d/1-D integer tensor) as one non-negative count per entry."""
+    """``repeats`` (an int or a 0-d/1-D integer tensor) as one non-negative count per entry,
+    a NumPy array."""
     if isinstance(repeats, Tensor):
         if repeats.dtype.kind not in "iu":
             raise TypeError(f"{op}: repeats must be an int or an integer tensor, got "
@@ -162,6 +164,7 @@ def _repeat_counts(repeats, size: int | None, op: str):
             raise RuntimeError(f"{op}: repeats must be a 0-d or 1-D tensor (1-D when it is the "
                                f"only argument), got shape {tuple(repeats.shape)}")
         counts = repeats._array.reshape(-1)
+        counts = counts if isinstance(counts, numpy.ndarray) else counts.get()
     elif isinstance(repeats, (int, numpy.integer)) and not isinstance(repeats, bool):
         counts = numpy.array([repeats])
     else:
@@ -225,7 +228,8 @@ def nonzero(input: Tensor, *, as_tuple: bool = False):
         raise TypeError(f"nonzero: input must be a Tensor, got {type(input).__name__}")
     array = input._array
     xp = get_array_module(array)
-    if not as_tuple:
-        return Tensor._make(xp.argwhere(array).astype(xp.int64, copy=False))
+    if not as_tuple:  # a 0-d input has one element and no coordinates: (0 or 1, 0)
+        found = xp.argwhere(array.reshape(1))[:, :0] if array.ndim == 0 else xp.argwhere(array)
+        return Tensor._make(found.astype(xp.int64, copy=False))
     coordinates = xp.nonzero(array.reshape(1) if array.ndim == 0 else array)
     return tuple(Tensor._make(c.astype(xp.int64, copy=False)) for c in coordinates)

@@ -66,8 +66,8 @@ def _inverse_cdf(weights, num_samples: int, draw: numpy.random.Generator, xp):
     found = xp.searchsorted((cdf + offsets).reshape(-1), (uniforms + offsets).reshape(-1),
                             side="right").reshape(rows, num_samples)
     found -= categories * xp.arange(rows)[:, None]
-    last = (categories - 1) - xp.argmax(xp.flip(weights > 0, axis=1), axis=1)
-    return xp.minimum(found, last[:, None])
+    last = xp.where(weights > 0, xp.arange(categories), -1).max(axis=1, keepdims=True)
+    return xp.minimum(found, last)
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,

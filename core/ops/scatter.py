@@ -21,9 +21,12 @@ def _positions(index, dim: int) -> tuple:
     input: open grids for the other dims, ``index`` itself for ``dim``."""
     if index.ndim == 0:  # a 0-d input has one element, and its index can only be 0
         return ()
-    grid = list(get_array_module(index).indices(index.shape, sparse=True))
-    grid[dim] = index
-    return tuple(grid)
+    xp = get_array_module(index)
+    ones = (1,) * index.ndim
+    return tuple(
+        index if axis == dim else xp.arange(size).reshape(ones[:axis] + (size,) + ones[axis + 1:])
+        for axis, size in enumerate(index.shape)
+    )
 
 
 def _leading(shape: tuple) -> tuple:
