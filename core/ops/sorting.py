@@ -21,12 +21,12 @@ def stable_order(x, dim: int, descending: bool):
     """Indices that sort ``x`` along ``dim``, ties in input order, NaN counted largest."""
     xp = get_array_module(x)
     if not descending:
-        return xp.argsort(x, axis=dim, kind="stable")
+        return xp.argsort(x, axis=dim, kind="stable").astype(xp.int64, copy=False)
     # NOTE: sorting the reversed input ascending and reversing the result puts the largest
     # first with ties in input order; negating would not (it breaks ties backwards, and fails
     # for bool and unsigned inputs).
     reversed_order = xp.argsort(xp.flip(x, dim), axis=dim, kind="stable")
-    return (x.shape[dim] - 1) - xp.flip(reversed_order, dim)
+    return ((x.shape[dim] - 1) - xp.flip(reversed_order, dim)).astype(xp.int64, copy=False)
 
 
 class Sort(Function):
@@ -99,9 +99,9 @@ def argsort(input: Tensor, dim: int = -1, descending: bool = False, *,
     """
     if not isinstance(input, Tensor):
         raise TypeError(f"argsort: input must be a Tensor, got {type(input).__name__}")
+    d = normalize_dim(dim, input.ndim, "argsort")
     if input.ndim == 0:
         return input.new_zeros((), dtype=dtypes.int64)
-    d = normalize_dim(dim, input.ndim, "argsort")
     return Tensor._make(stable_order(input._array, d, descending))
 
 
