@@ -234,7 +234,7 @@ class MissingAttribute:
         raise missing_attribute(f"'{type(obj).__name__}' object", self.namespace, self.name, obj)
 
 
-def install_missing(cls: type, namespace: str) -> None:
+def install_missing(cls: type, namespace: str) -> frozenset:
     """Put a ``MissingAttribute`` on ``cls`` for each public PyTorch name of ``namespace``
     (``"torch.Tensor"``) that it lacks.
 
@@ -242,11 +242,12 @@ def install_missing(cls: type, namespace: str) -> None:
         cls: the class, complete (every method it will have is defined).
         namespace: the PyTorch namespace the class mirrors.
     Returns:
-        None.
+        the names installed (for ``__dir__`` to leave out).
     """
-    for name in pytorch_names(namespace):
-        if not hasattr(cls, name):
-            setattr(cls, name, MissingAttribute(name, namespace))
+    missing = frozenset(name for name in pytorch_names(namespace) if not hasattr(cls, name))
+    for name in missing:
+        setattr(cls, name, MissingAttribute(name, namespace))
+    return missing
 
 
 def module_getattr(module_name: str, namespace: str):

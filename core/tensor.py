@@ -141,6 +141,10 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
+    def __dir__(self):
+        # without the PyTorch names that only raise an AttributeError (install_missing below)
+        return sorted(set(object.__dir__(self)) - _PYTORCH_ONLY)
+
     def __reduce__(self):
         """Pickle the values only (for DataLoader workers); graphs are not pickled."""
         array = self._array if type(self._array) is numpy.ndarray else self._array.get()
@@ -904,4 +908,4 @@ from .ops import sorting as _sorting  # noqa: E402
 
 # PyTorch Tensor attributes that seqlib lacks raise an AttributeError that says so and names
 # the equivalent: one descriptor per name (see core/missing.py for why not __getattr__).
-install_missing(Tensor, "torch.Tensor")
+_PYTORCH_ONLY = install_missing(Tensor, "torch.Tensor")
