@@ -483,12 +483,7 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     Returns:
         same shape (int64 for integer inputs).
     """
-    if dtype is not None:
-        input = input.to(dtype)
-    elif input._array.dtype.kind in "biu":
-        input = input.to(dtypes.int64)
-    d = normalize_dim(dim, input.ndim, "cumsum")
-    return input * 1 if input.ndim == 0 else Cumsum.apply(input, d)  # NumPy gives (1,) for 0-d
+    return _running(Cumsum, input, dim, dtype, "cumsum")
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
@@ -501,12 +496,18 @@ def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     Returns:
         same shape (int64 for integer and bool inputs).
     """
+    return _running(Cumprod, input, dim, dtype, "cumprod")
+
+
+def _running(function, input: Tensor, dim: int, dtype, op: str) -> Tensor:
+    """cumsum/cumprod: in ``dtype`` if given, else int64 for integer and bool inputs; a 0-d
+    input stays 0-d (NumPy would return shape (1,))."""
     if dtype is not None:
         input = input.to(dtype)
     elif input._array.dtype.kind in "biu":
         input = input.to(dtypes.int64)
-    d = normalize_dim(dim, input.ndim, "cumprod")
-    return input * 1 if input.ndim == 0 else Cumprod.apply(input, d)
+    d = normalize_dim(dim, input.ndim, op)
+    return input * 1 if input.ndim == 0 else function.apply(input, d)
 
 
 def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
