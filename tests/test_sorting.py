@@ -68,7 +68,7 @@ def test_topk_matches_the_stable_order_and_gradcheck(shape, data):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     k = data.draw(st.integers(0, shape[dim]))
     largest = data.draw(st.booleans())
-    x = ties(shape, k, nan=largest)
+    x = ties(shape, k, nan=data.draw(st.booleans()))
     order = numpy.take(order_reference(x, dim, largest), range(k), axis=dim)
     values, indices = sl.topk(sl.tensor(x), k, dim=dim, largest=largest)
     assert indices.tolist() == order.tolist()
@@ -77,6 +77,14 @@ def test_topk_matches_the_stable_order_and_gradcheck(shape, data):
     order = numpy.take(order_reference(x, dim, largest), range(k), axis=dim)
     check_op(lambda t: t.topk(k, dim, largest).values,
              lambda a: numpy.take_along_axis(a, order, dim), x)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_on_long_lines_with_many_ties_keeps_the_stable_order(largest):
+    x = numpy.random.default_rng(0).integers(0, 20, (3, 500)).astype(numpy.float64)
+    order = order_reference(x, 1, largest)
+    for k in (1, 7, 50, 499):
+        assert sl.topk(sl.tensor(x), k, largest=largest).indices.tolist() == order[:, :k].tolist()
 
 
 def test_examples_checked_against_pytorch():

@@ -12,7 +12,7 @@ import numpy
 from ..backend import get_array_module
 from ..random import Generator, rng
 from ..tensor import Tensor
-from .sorting import stable_order
+from .sorting import top_order
 
 
 def _check_distribution(input, num_samples, replacement: bool) -> None:
@@ -94,9 +94,11 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
         found = _inverse_cdf(weights, num_samples, draw, xp)
     else:
         # NOTE: drawing without replacement, successively in proportion to the weights, is
-        # taking the largest keys w / E with E ~ Exp(1) i.i.d. (the exponential race).
-        keys = weights / xp.asarray(draw.standard_exponential(weights.shape))
-        found = stable_order(keys, 1, True)[:, :num_samples]
+        # taking the largest keys w / E with E ~ Exp(1) i.i.d. (the exponential race); zero
+        # weights get key 0 even where E is 0.
+        race = xp.asarray(draw.standard_exponential(weights.shape))
+        keys = xp.where(weights > 0, weights / race, 0.0)
+        found = top_order(keys, 1, num_samples, True)
     found = found.astype(xp.int64, copy=False)
     return Tensor._make(found.reshape(-1) if input.ndim == 1 else found)
 
