@@ -7,7 +7,15 @@ import numpy as _numpy
 
 from . import allocator as _allocator
 from . import cuda, dtypes, functional, losses, masking  # noqa: F401
-from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (
+    Function,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .backend import Device
 from .creation import (
     arange,
@@ -51,6 +59,7 @@ from .dtypes import (
     short,
     uint8,
 )
+from .functional.activation import log_softmax, softmax
 from .gradcheck import GradcheckError, gradcheck
 from .ops.arithmetic import add, div, maximum, minimum, mul, neg, pow, sub  # noqa: A004
 from .ops.compare import (
@@ -70,8 +79,8 @@ from .ops.compare import (
     lt,
     ne,
 )
-from .ops.indexing import gather, index_select, masked_fill
-from .ops.linalg import einsum, matmul
+from .ops.indexing import index_select, masked_fill, nonzero, repeat_interleave
+from .ops.linalg import bmm, einsum, matmul
 from .ops.pointwise import (
     abs,  # noqa: A004
     ceil,
@@ -101,6 +110,7 @@ from .ops.reduce import (
     any,  # noqa: A004
     argmax,
     argmin,
+    cumprod,
     cumsum,
     logsumexp,
     max,  # noqa: A004
@@ -112,6 +122,8 @@ from .ops.reduce import (
     sum,  # noqa: A004
     var,
 )
+from .ops.sampling import multinomial
+from .ops.scatter import gather, index_add, scatter, scatter_add
 from .ops.shape import (
     cat,
     chunk,
@@ -133,6 +145,7 @@ from .ops.shape import (
     unsqueeze,
     view,
 )
+from .ops.sorting import argsort, sort, topk
 from .random import (
     Generator,
     default_generator,

@@ -141,6 +141,10 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
+    def __dir__(self):
+        # without the PyTorch names that only raise an AttributeError (install_missing below)
+        return sorted(set(object.__dir__(self)) - _PYTORCH_ONLY)
+
     def __reduce__(self):
         """Pickle the values only (for DataLoader workers); graphs are not pickled."""
         array = self._array if type(self._array) is numpy.ndarray else self._array.get()
@@ -327,6 +331,9 @@ class Tensor:
     def bool(self) -> Tensor:
         return self.to(dtypes.bool)
 
+    def type(self, dtype=None, non_blocking=False):
+        return _convert.tensor_type(self, dtype, non_blocking)
+
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
 
@@ -493,6 +500,9 @@ class Tensor:
 
     def matmul(self, other):
         return _linalg.matmul(self, other)
+
+    def bmm(self, mat2):
+        return _linalg.bmm(self, mat2)
 
     # ---- comparisons and logic (no gradient) ---------------------------------------------
     def __eq__(self, other):
@@ -679,6 +689,9 @@ class Tensor:
     def cumsum(self, dim, *, dtype=None):
         return _reduce.cumsum(self, dim, dtype=dtype)
 
+    def cumprod(self, dim, *, dtype=None):
+        return _reduce.cumprod(self, dim, dtype=dtype)
+
     def norm(self, p=2, dim=None, keepdim=False):
         return _reduce.norm(self, p, dim, keepdim)
 
@@ -687,6 +700,19 @@ class Tensor:
 
     def any(self, dim=None, keepdim=False):
         return _reduce.any(self, dim, keepdim)
+
+    # ---- sorting -------------------------------------------------------------------------
+    def sort(self, dim=-1, descending=False, *, stable=False):
+        return _sorting.sort(self, dim, descending, stable=stable)
+
+    def argsort(self, dim=-1, descending=False, *, stable=False):
+        return _sorting.argsort(self, dim, descending, stable=stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return _sorting.topk(self, k, dim, largest, sorted)
+
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        return _sampling.multinomial(self, num_samples, replacement, generator=generator)
 
     # ---- shape ---------------------------------------------------------------------------
     def view(self, *shape):
@@ -767,14 +793,29 @@ class Tensor:
     def __setitem__(self, index, value):
         _inplace.setitem_(self, index, value)
 
-    def gather(self, dim, index):
-        return _indexing.gather(self, dim, index)
+    def gather(self, dim, index, *, sparse_grad=False):
+        return _scatter.gather(self, dim, index, sparse_grad=sparse_grad)
+
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return _scatter.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim, index, src):
+        return _scatter.scatter_add(self, dim, index, src)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        return _scatter.index_add(self, dim, index, source, alpha=alpha)
 
     def index_select(self, dim, index):
         return _indexing.index_select(self, dim, index)
 
     def masked_fill(self, mask, value):
         return _indexing.masked_fill(self, mask, value)
+
+    def nonzero(self, *, as_tuple=False):
+        return _indexing.nonzero(self, as_tuple=as_tuple)
+
+    def repeat_interleave(self, repeats=None, dim=None, *, output_size=None):
+        return _indexing.repeat_interleave(self, repeats, dim, output_size=output_size)
 
     # ---- in place (bump the version counter; rebase history under autograd) -------------
     def add_(self, other, *, alpha=1):
@@ -810,6 +851,22 @@ class Tensor:
     def copy_(self, source):
         return _inplace.copy_(self, source)
 
+    def uniform_(self, from_=0.0, to=1.0, *, generator=None):
+        return _sampling.uniform_(self, from_, to, generator=generator)
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        return _sampling.normal_(self, mean, std, generator=generator)
+
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        return _inplace.unary_(self, _scatter.scatter, dim, index, src, value=value,
+                               reduce=reduce)
+
+    def scatter_add_(self, dim, index, src):
+        return _inplace.unary_(self, _scatter.scatter_add, dim, index, src)
+
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return _inplace.unary_(self, _scatter.index_add, dim, index, source, alpha=alpha)
+
 
 def _rebuild(array, requires_grad: bool) -> Tensor:
     out = Tensor._make(array)
@@ -835,6 +892,7 @@ class _HookHandle:
 
 # The op families need Tensor, so they are imported after it exists.
 from .functional import activation as _activation  # noqa: E402
+from .missing import install_missing  # noqa: E402
 from .ops import arithmetic as _arith  # noqa: E402
 from .ops import compare as _compare  # noqa: E402
 from .ops import convert as _convert  # noqa: E402
@@ -843,4 +901,11 @@ from .ops import inplace as _inplace  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
 from .ops import pointwise as _pointwise  # noqa: E402
 from .ops import reduce as _reduce  # noqa: E402
+from .ops import sampling as _sampling  # noqa: E402
+from .ops import scatter as _scatter  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
+from .ops import sorting as _sorting  # noqa: E402
+
+# PyTorch Tensor attributes that seqlib lacks raise an AttributeError that says so and names
+# the equivalent: one descriptor per name (see core/missing.py for why not __getattr__).
+_PYTORCH_ONLY = install_missing(Tensor, "torch.Tensor")

@@ -23,8 +23,13 @@ from seqlib import (
 from seqlib.checkpoint import load_checkpoint, save_checkpoint
 from seqlib.core import *  # noqa: F403 - seqlib re-exports the core API by design
 from seqlib.core import autograd, cuda, dtypes, functional, losses  # noqa: F401
+from seqlib.core.missing import module_getattr as _module_getattr
 from seqlib.generation import generate
 from seqlib.serialization import load, save
 from seqlib.streamers import TextIteratorStreamer, TextStreamer
 
 __version__ = "0.1.0"
+
+
+# a PyTorch name this module lacks gets an AttributeError that says so (seqlib.core.missing)
+__getattr__ = _module_getattr(__name__, "torch")

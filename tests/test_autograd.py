@@ -181,6 +181,38 @@ def test_no_grad_enable_grad_and_set_grad_enabled():
         assert trains(x).requires_grad
 
 
+def test_inference_mode_is_no_grad_as_context_and_decorator():
+    x = sl.ones(2, requires_grad=True)
+    with sl.inference_mode():
+        y = x * 2
+        assert not y.requires_grad and y.grad_fn is None
+        assert sl.is_inference_mode_enabled() and not sl.is_grad_enabled()
+        with sl.inference_mode(False):  # as PyTorch: recording on again inside
+            assert (x * 2).requires_grad and not sl.is_inference_mode_enabled()
+        assert sl.is_inference_mode_enabled()
+    assert sl.is_grad_enabled() and not sl.is_inference_mode_enabled()
+    assert (y * x).requires_grad  # an ordinary tensor: usable by autograd later
+
+    @sl.inference_mode
+    def bare(t):
+        return t * 2, sl.is_inference_mode_enabled()
+
+    @sl.inference_mode()
+    def called(t):
+        return bare(t)[0] * 2  # nested and re-entered: the outer mode survives the inner exit
+
+    @sl.autograd.inference_mode(False)
+    def records(t):
+        return t * 2
+
+    out, flag = bare(x)
+    assert not out.requires_grad and flag
+    assert not called(x).requires_grad
+    with sl.no_grad():
+        assert records(x).requires_grad
+    assert bare.__name__ == "bare" and sl.is_grad_enabled()
+
+
 def test_autograd_grad_does_not_touch_dot_grad():
     x = sl.tensor([1.0, 2.0], requires_grad=True)
     w = sl.tensor([3.0, 4.0], requires_grad=True)

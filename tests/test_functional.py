@@ -146,6 +146,8 @@ def test_layer_norm_errors():
 @pytest.mark.parametrize("fn, reference", [
     (F.softmax, np_softmax),
     (F.log_softmax, lambda a, d: numpy.log(np_softmax(a, d))),
+    (sl.softmax, np_softmax),  # torch.softmax / torch.log_softmax: the same functions
+    (sl.log_softmax, lambda a, d: numpy.log(np_softmax(a, d))),
 ])
 @given(shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4), data=st.data())
 def test_softmax_family(fn, reference, shape, data):

@@ -63,6 +63,43 @@ def test_forward_and_backward_match_the_cpu(fn):
     assert all(g.is_cuda for g in (a_gpu.grad, b_gpu.grad) if g is not None)
 
 
+def _on(a, values):
+    return sl.tensor(values, device=a.device)
+
+
+@pytest.mark.parametrize("fn", [  # the tensor ops of a sampling or data loop
+    lambda a, b: a.sort(1, descending=True).values[:, :2].sum() + a.topk(2, 0).values.pow(2).sum(),
+    lambda a, b: a.gather(1, _on(a, [[0, 3], [1, 1]])).sum()
+    + a.scatter(1, _on(a, [[2, 0]]), b[:1, :2]).pow(2).sum(),
+    lambda a, b: a.scatter_add(0, _on(a, [[2, 0, 0, 1]]), b).pow(2).sum()
+    + a.index_add(1, _on(a, [3, 3]), b[:, :2], alpha=0.5).pow(2).sum(),
+    lambda a, b: (a * sl.where(b > 0, 0.0, 1.0)).cumprod(1).sum()
+    + a.repeat_interleave(_on(a, [2, 0, 1]), dim=0).pow(2).sum(),
+    lambda a, b: sl.bmm(a.view(3, 2, 2), b.view(3, 2, 2)).pow(2).sum(),
+])
+def test_tensor_ops_forward_and_backward_match_the_cpu(fn):
+    test_forward_and_backward_match_the_cpu(fn)
+
+
+def test_index_ops_sampling_and_type_on_the_gpu():
+    x = sl.tensor([[0.0, 2.0, 0.0], [1.0, 1.0, 0.0]])
+    on_gpu = x.cuda()
+    assert on_gpu.nonzero().is_cuda and on_gpu.nonzero().tolist() == x.nonzero().tolist()
+    assert [t.tolist() for t in sl.where(on_gpu > 0)] == [t.tolist() for t in sl.where(x > 0)]
+    assert on_gpu.argsort(1, descending=True).tolist() == x.argsort(1, descending=True).tolist()
+    weights = sl.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, 1.0]])
+    for replacement in (True, False):
+        cpu = sl.multinomial(weights, 2, replacement, generator=sl.Generator().manual_seed(4))
+        gpu = sl.multinomial(weights.cuda(), 2, replacement,
+                             generator=sl.Generator().manual_seed(4))
+        assert gpu.is_cuda and gpu.tolist() == cpu.tolist()  # drawn on the CPU, same seed
+    filled = sl.empty(5, device="cuda").uniform_(generator=sl.Generator().manual_seed(1))
+    close(filled, sl.empty(5).uniform_(generator=sl.Generator().manual_seed(1)), 0)
+    assert on_gpu.type() == "seqlib.cuda.FloatTensor"
+    assert on_gpu.type("torch.cuda.LongTensor").is_cuda
+    assert not on_gpu.type("seqlib.DoubleTensor").is_cuda
+
+
 def test_gradients_flow_across_devices():
     x = sl.ones(3, requires_grad=True)
     (x.cuda() * 2).sum().backward()

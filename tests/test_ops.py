@@ -164,6 +164,33 @@ def test_where_with_scalars_and_method_form():
         sl.where(x, x, x)
 
 
+@given(shape=SHAPES)
+def test_where_with_one_argument_is_nonzero_as_tuple(shape):
+    x = numpy.random.default_rng(len(shape)).integers(-1, 2, shape)
+    expected = numpy.nonzero(x.reshape(1) if x.ndim == 0 else x)
+    for result in (sl.where(sl.tensor(x)), sl.tensor(x).nonzero(as_tuple=True),
+                   sl.where(sl.tensor(x) != 0)):
+        assert len(result) == len(expected)
+        for got, want in zip(result, expected):
+            assert got.dtype == sl.int64 and got.tolist() == want.tolist()
+    matrix = sl.nonzero(sl.tensor(x))
+    assert matrix.dtype == sl.int64 and matrix.shape == (numpy.count_nonzero(x), x.ndim)
+    assert matrix.tolist() == numpy.argwhere(x).tolist()
+
+
+def test_nonzero_examples_checked_against_pytorch():
+    x = sl.tensor([[0, 1], [2, 0]])
+    assert x.nonzero().tolist() == [[0, 1], [1, 0]]
+    rows, cols = sl.where(x > 0)
+    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
+    assert sl.arange(4.0).view(2, 2)[sl.where(x > 0)].tolist() == [1.0, 2.0]
+    assert sl.tensor(3).nonzero().shape == (1, 0) and sl.tensor(0).nonzero().shape == (0, 0)
+    assert [t.tolist() for t in sl.tensor(3).nonzero(as_tuple=True)] == [[0]]
+    assert sl.nonzero(sl.tensor([0.0, float("nan")])).tolist() == [[1]]  # NaN is not zero
+    with pytest.raises(TypeError, match="both 'input' and 'other', or neither"):
+        sl.where(x > 0, x)
+
+
 # ---- matmul and einsum -------------------------------------------------------------------
 @pytest.mark.parametrize("sa, sb", [
     ((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)), ((5, 2, 3), (3, 4)),
@@ -176,6 +203,22 @@ def test_matmul_shapes_and_gradients(sa, sb):
 @given(batch=st.integers(1, 3), n=st.integers(1, 3), k=st.integers(1, 3), m=st.integers(1, 3))
 def test_matmul_drawn(batch, n, k, m):
     check_op(sl.matmul, numpy.matmul, values((batch, n, k), 1), values((k, m), 2))
+
+
+@given(batch=st.integers(0, 3), n=st.integers(1, 3), k=st.integers(0, 3), m=st.integers(1, 3))
+def test_bmm(batch, n, k, m):
+    check_op(sl.bmm, numpy.matmul, values((batch, n, k), 1), values((batch, k, m), 2))
+    check_op(lambda a, b: a.bmm(b), numpy.matmul, values((batch, n, k), 3), values((batch, k, m)))
+
+
+def test_bmm_does_not_broadcast():
+    with pytest.raises(RuntimeError, match=r"bmm: expected mat2 to start with \(batch, k\) = "
+                       r"\(2, 4\).*got shape \(1, 4, 5\)"):
+        sl.bmm(sl.ones(2, 3, 4), sl.ones(1, 4, 5))
+    with pytest.raises(RuntimeError, match=r"bmm: input must be a 3-D tensor, got shape \(3, 4\)"):
+        sl.bmm(sl.ones(3, 4), sl.ones(4, 5))
+    with pytest.raises(RuntimeError, match="bmm: mat2 must be a 3-D tensor"):
+        sl.bmm(sl.ones(2, 3, 4), sl.ones(4, 5))
 
 
 @pytest.mark.parametrize("equation, shapes", [
@@ -304,6 +347,34 @@ def test_argmax_argmin():
 def test_cumsum(shape, data):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     check_op(lambda t: t.cumsum(dim), lambda a: numpy.cumsum(a, dim), values(shape))
+
+
+def zeros_here_and_there(shape, seed):
+    """Values with zeros: single ones, repeated ones along a line, and whole lines."""
+    x = values(shape, seed)
+    rng = numpy.random.default_rng(seed)
+    x[rng.random(shape) < 0.25] = 0.0
+    return x
+
+
+@given(shape=NONEMPTY, data=st.data())
+def test_cumprod_gradient_is_exact_with_zeros(shape, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = zeros_here_and_there(shape, data.draw(st.integers(0, 2**16)))
+    check_op(lambda t: t.cumprod(dim), lambda a: numpy.cumprod(a, dim), x)
+    check_op(lambda t: sl.cumprod(t, dim), lambda a: numpy.cumprod(a, dim), values(shape))
+
+
+def test_cumprod_dtypes_and_zero_dim():
+    assert sl.cumprod(sl.tensor([1, 2, 3], dtype=sl.int32), 0).dtype == sl.int64
+    assert sl.cumprod(sl.tensor([True, True]), 0).tolist() == [1, 1]
+    assert sl.cumprod(sl.tensor([1, 2, 3]), 0, dtype=sl.float32).tolist() == [1.0, 2.0, 6.0]
+    assert sl.cumprod(sl.tensor(3.0), 0).shape == () and sl.cumsum(sl.tensor(3.0), 0).shape == ()
+    (x,) = leaves([2.0, 0.0, 3.0, 0.0, 5.0])
+    x.cumprod(0).sum().backward()
+    assert x.grad.tolist() == [1.0, 2 + 6.0, 0.0, 0.0, 0.0]  # d/dx1 = 2 + 2*3 (2*3*0*5 is 0)
+    with pytest.raises(IndexError, match="cumprod: Dimension out of range"):
+        sl.cumprod(sl.ones(2), 1)
 
 
 def test_reduction_dtypes_and_errors():
@@ -532,6 +603,50 @@ def test_gather_and_index_select():
         sl.ones(2).index_select(0, sl.tensor([2]))
 
 
+@given(shape=SHAPES, data=st.data())
+def test_repeat_interleave(shape, data):
+    dim = data.draw(st.one_of(st.none(), st.integers(-max(len(shape), 1), max(len(shape), 1) - 1)))
+    size = int(numpy.prod(shape)) if dim is None or not shape else shape[dim]
+    repeats = data.draw(st.one_of(
+        st.integers(0, 3), st.lists(st.integers(0, 3), min_size=size, max_size=size)
+        .map(lambda counts: sl.tensor(counts, dtype=sl.int64))))
+    counts = repeats.numpy() if isinstance(repeats, sl.Tensor) else repeats
+    axis = None if not shape else dim
+    check_op(lambda t: sl.repeat_interleave(t, repeats, dim),
+             lambda a: numpy.repeat(a, counts, axis=axis), values(shape))
+
+
+def test_repeat_interleave_examples_checked_against_pytorch():
+    x = sl.tensor([[1, 2], [3, 4]])
+    assert x.repeat_interleave(2).tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert sl.repeat_interleave(x, sl.tensor([1, 2]), dim=0).tolist() == [[1, 2], [3, 4], [3, 4]]
+    assert sl.repeat_interleave(x, sl.tensor([2]), dim=1).tolist() == [[1, 1, 2, 2], [3, 3, 4, 4]]
+    assert sl.repeat_interleave(x, sl.tensor(2), dim=1, output_size=4).shape == (2, 4)
+    assert sl.repeat_interleave(sl.tensor([1, 2, 0])).tolist() == [0, 1, 1]
+    assert sl.repeat_interleave(sl.tensor([1, 2], dtype=sl.int32)).dtype == sl.int32
+    assert sl.repeat_interleave(sl.tensor(3.0), 2).tolist() == [3.0, 3.0]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x: sl.repeat_interleave(x, sl.tensor([1, 2])), RuntimeError,
+     r"repeats must have one count per entry along dim \(4\), got 2"),
+    (lambda x: x.repeat_interleave(sl.tensor([1, -2]), dim=0), RuntimeError,
+     "repeats can not be negative, got -2"),
+    (lambda x: x.repeat_interleave(-1, dim=0), RuntimeError, "can not be negative"),
+    (lambda x: x.repeat_interleave(sl.tensor([1.0, 2.0]), dim=0), TypeError,
+     "repeats must be an int or an integer tensor, got float32"),
+    (lambda x: x.repeat_interleave(2.0), TypeError, "got float"),
+    (lambda x: x.repeat_interleave(sl.tensor([[1, 2]]), dim=0), RuntimeError,
+     r"0-d or 1-D tensor .*got shape \(1, 2\)"),
+    (lambda x: x.repeat_interleave(2, dim=0, output_size=5), RuntimeError,
+     "output_size=5 but the repeats add up to 4"),
+    (lambda x: sl.repeat_interleave(x.float()), TypeError, "integer tensor, got float32"),
+])
+def test_repeat_interleave_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call(sl.tensor([[1, 2], [3, 4]]))
+
+
 def test_masked_fill():
     x = values((3, 4))
     mask = x > 0.5
@@ -598,6 +713,24 @@ def test_copy_and_fill_under_autograd():
     y.copy_(src * 2)
     y.sum().backward()
     assert src.grad.tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("overwrite", [
+    lambda y: y.copy_(sl.ones(3)), lambda y: y.fill_(2.0), lambda y: y.zero_(),
+    lambda y: y.copy_(sl.ones(1, dtype=sl.float64)),
+])
+def test_copy_and_fill_keep_the_history_with_a_zero_gradient(overwrite):
+    x = sl.ones(3, requires_grad=True)
+    y = x * 2
+    overwrite(y)
+    assert y.requires_grad and y.grad_fn is not None  # as PyTorch's CopyBackwards/FillBackward
+    (y * 3).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+    value = sl.tensor(2.0, requires_grad=True)
+    (x * 1).fill_(value).sum().backward()
+    assert value.grad.item() == 3.0
+    with pytest.raises(RuntimeError, match=r"copy_: source of shape \(2,\) can't be broadcast"):
+        (x * 1).copy_(sl.ones(2))
 
 
 def test_clone_and_cast_are_differentiable():

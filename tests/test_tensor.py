@@ -221,6 +221,37 @@ def test_to_dtype_and_device():
     assert t.to(copy=True) is not t
 
 
+@pytest.mark.parametrize("dtype, name", [
+    (sl.float32, "FloatTensor"), (sl.float64, "DoubleTensor"), (sl.float16, "HalfTensor"),
+    (sl.uint8, "ByteTensor"), (sl.int8, "CharTensor"), (sl.int16, "ShortTensor"),
+    (sl.int32, "IntTensor"), (sl.int64, "LongTensor"), (sl.bool, "BoolTensor"),
+])
+def test_type_names_and_converts(dtype, name):
+    t = sl.ones(2, dtype=dtype)
+    assert t.type() == f"seqlib.{name}"  # PyTorch's names, seqlib's prefix
+    assert t.type(f"seqlib.{name}") is t and t.type(dtype) is t
+    converted = sl.ones(2).type(f"torch.{name}")  # code ported from PyTorch
+    assert converted.dtype == dtype and converted.tolist() == t.tolist()
+    assert sl.ones(2).type(dtype=dtype).dtype == dtype
+
+
+def test_type_conversion_is_differentiable_and_errors_are_clear():
+    x = sl.ones(2, requires_grad=True)
+    x.type(sl.float64).sum().backward()
+    assert x.grad.dtype == sl.float32 and x.grad.tolist() == [1.0, 1.0]
+    for bad in ("LongTensor", "float64", "torch.float64", "seqlib.FooTensor"):
+        with pytest.raises(ValueError, match=f"type: invalid type '{bad}'; expected a dtype or"):
+            x.type(bad)
+    with pytest.raises(TypeError, match="type: unsupported dtype complex128"):
+        x.type(numpy.complex128)
+
+
+@pytest.mark.skipif(sl.cuda.is_available(), reason="checks the error without a GPU")
+def test_type_with_a_cuda_name_moves_to_the_gpu():
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        sl.ones(2).type("torch.cuda.FloatTensor")
+
+
 def test_devices_parse_and_compare():
     assert sl.device("cuda") == sl.device("cuda:0")
     assert str(sl.device("cuda:1")) == "cuda:1"

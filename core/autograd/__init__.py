@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from .engine import run_backward
 from .function import Function
-from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .graph import render, to_dot
 
 __all__ = [
     "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "to_dot", "render",
+    "is_grad_enabled", "inference_mode", "is_inference_mode_enabled", "to_dot", "render",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Global switch for graph recording: no_grad, enable_grad, set_grad_enabled."""
+"""Global switch for graph recording: no_grad, enable_grad, set_grad_enabled, inference_mode."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 
 class _GradMode:
     enabled = True  # read on every op; a class attribute is the cheapest global
+    inference = False  # inside inference_mode(); only is_inference_mode_enabled reads it
 
 
 def is_grad_enabled() -> bool:
@@ -35,10 +36,13 @@ class _GradModeContext:
     def __call__(self, function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            with type(self)() if not isinstance(self, set_grad_enabled) else self.clone():
+            with self.clone():  # a fresh context per call: calls may nest or recurse
                 return function(*args, **kwargs)
 
         return wrapper
+
+    def clone(self) -> _GradModeContext:
+        return type(self)()
 
 
 class no_grad(_GradModeContext):
@@ -66,3 +70,46 @@ class set_grad_enabled(_GradModeContext):
 
     def clone(self) -> _GradModeContext:
         return enable_grad() if self.mode else no_grad()
+
+
+class inference_mode(_GradModeContext):
+    """Disable graph recording (``inference_mode(False)``: enable it) inside a ``with`` block
+    or a decorated function; ``@inference_mode`` also works without parentheses.
+
+    seqlib's inference mode is ``no_grad``: PyTorch's also skips version counting and marks
+    the tensors created inside as inference tensors that autograd refuses later; here those
+    tensors are ordinary tensors without a history, and in-place ops still count versions.
+
+    Args:
+        mode: True to enter inference mode, False to leave it (recording on) in the block.
+    """
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # @inference_mode, no parentheses: decorate at once
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode: bool = True):
+        self.inference = bool(mode)
+        self.mode = not self.inference
+
+    def __enter__(self):
+        self._previous_inference = _GradMode.inference
+        _GradMode.inference = self.inference
+        return super().__enter__()
+
+    def __exit__(self, *exc_info):
+        _GradMode.inference = self._previous_inference
+        return super().__exit__(*exc_info)
+
+    def clone(self) -> _GradModeContext:
+        return inference_mode(self.inference)
+
+
+def is_inference_mode_enabled() -> bool:
+    """True inside ``inference_mode()``.
+
+    Returns:
+        a bool.
+    """
+    return _GradMode.inference

@@ -9,5 +9,8 @@ from . import (  # noqa: F401
     linalg,
     pointwise,
     reduce,
+    sampling,
+    scatter,
     shape,
+    sorting,
 )

@@ -66,3 +66,42 @@ def to(input: Tensor, *args, dtype=None, device=None, copy: bool = False, non_bl
     if target_dtype != input._array.dtype:
         return Cast.apply(input, target_dtype)
     return clone(input) if copy else input
+
+
+# PyTorch's legacy type names, which ``Tensor.type()`` prints and parses.
+_TYPE_NAMES = {
+    dtypes.float32: "FloatTensor", dtypes.float64: "DoubleTensor", dtypes.float16: "HalfTensor",
+    dtypes.uint8: "ByteTensor", dtypes.int8: "CharTensor", dtypes.int16: "ShortTensor",
+    dtypes.int32: "IntTensor", dtypes.int64: "LongTensor", dtypes.bool: "BoolTensor",
+}
+_TYPES = {name: dtype for dtype, name in _TYPE_NAMES.items()}
+
+
+def tensor_type(input: Tensor, dtype=None, non_blocking: bool = False):
+    """``Tensor.type()``: the type name, or a conversion to a dtype or a named type.
+
+    Names are PyTorch's with seqlib's prefix, ``"seqlib.FloatTensor"`` or
+    ``"seqlib.cuda.LongTensor"``; a name with the ``"torch."`` prefix is understood too.
+
+    Args:
+        input: a tensor.
+        dtype: None for the name; a dtype, or a type name (which also picks CPU or CUDA).
+        non_blocking: accepted for PyTorch compatibility.
+    Returns:
+        the name as a string, or ``input`` converted (``input`` itself if nothing changes).
+    """
+    if dtype is None:
+        device = "cuda." if input.is_cuda else ""
+        return f"seqlib.{device}{_TYPE_NAMES[input._array.dtype]}"
+    if not isinstance(dtype, str):
+        return to(input, dtypes.as_dtype(dtype, "type"))
+    prefix, _, name = dtype.rpartition(".")
+    if prefix not in ("seqlib", "torch", "seqlib.cuda", "torch.cuda") or name not in _TYPES:
+        raise ValueError(
+            f"type: invalid type {dtype!r}; expected a dtype or a name like "
+            f"'seqlib.FloatTensor' or 'seqlib.cuda.LongTensor' (or 'torch.' ones), with one of "
+            f"{', '.join(_TYPES)}"
+        )
+    on_cuda = prefix.endswith(".cuda")
+    device = (input.device if input.is_cuda else "cuda") if on_cuda else "cpu"
+    return to(input, device, _TYPES[name])

@@ -1,9 +1,10 @@
-"""Indexing: basic and advanced ``x[index]``, gather, index_select, masked_fill."""
+"""Indexing: ``x[index]``, index_select, masked_fill, nonzero (gather and scatter: scatter.py)."""
 
 from __future__ import annotations
 
 import numpy
 
+from .. import dtypes
 from ..autograd.function import Function
 from ..backend import get_array_module, scatter_add
 from ..tensor import Tensor
@@ -51,25 +52,6 @@ class GetItem(Function):
         return grad, None
 
 
-class Gather(Function):
-    @staticmethod
-    def forward(ctx, x, dim, index):
-        ctx.save_for_backward(index)
-        ctx.args = (x.shape, dim)
-        return get_array_module(x).take_along_axis(x, index, axis=dim)
-
-    @staticmethod
-    def backward(ctx, g):
-        (index,) = ctx.saved_tensors
-        shape, dim = ctx.args
-        xp = get_array_module(g)
-        grad = xp.zeros(shape, g.dtype)
-        full = list(xp.indices(index.shape, sparse=True))
-        full[dim] = index
-        scatter_add(grad, tuple(full), g)
-        return grad, None, None
-
-
 class IndexSelect(Function):
     @staticmethod
     def forward(ctx, x, dim, index):
@@ -98,31 +80,22 @@ def getitem(input: Tensor, index) -> Tensor:
     return out
 
 
-def _index_tensor(index, op, argument="index"):
-    if not isinstance(index, Tensor) or index.dtype.kind not in "iu":
+def index_tensor(index, op: str, argument: str = "index") -> Tensor:
+    """``index`` if it is an int64 or int32 tensor (what PyTorch accepts), else a TypeError."""
+    if not isinstance(index, Tensor) or index.dtype not in (dtypes.int64, dtypes.int32):
         kind = index.dtype if isinstance(index, Tensor) else type(index).__name__
-        raise TypeError(f"{op}: {argument} must be an integer tensor, got {kind}")
+        raise TypeError(f"{op}: {argument} must be an integer tensor (int64 or int32), got {kind}")
     return index
 
 
-def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for other dims).
-
-    Args:
-        input: ``(*)``.
-        dim: the dim to index along.
-        index: int64 tensor with ``input``'s number of dims.
-    Returns:
-        ``index``-shaped values.
-    """
-    _index_tensor(index, "gather")
-    d = normalize_dim(dim, input.ndim, "gather")
-    if index.ndim != input.ndim:
-        raise RuntimeError(
-            f"gather: index tensor must have the same number of dimensions as input tensor "
-            f"(index shape {tuple(index.shape)}, input shape {tuple(input.shape)})"
-        )
-    return Gather.apply(input, d, index._array)
+def check_range(index: Tensor, size: int, dim: int, op: str) -> None:
+    """Every entry of ``index`` must lie in ``[0, size)``; negative indices are refused too."""
+    if not index.numel():
+        return
+    low, high = int(index._array.min()), int(index._array.max())
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise IndexError(f"{op}: index {bad} is out of bounds for dimension {dim} with size {size}")
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -135,7 +108,7 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     Returns:
         ``input`` with ``dim`` of size ``len(index)``.
     """
-    _index_tensor(index, "index_select")
+    index_tensor(index, "index_select")
     if index.ndim > 1:
         raise IndexError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
     d = normalize_dim(dim, input.ndim, "index_select")
@@ -143,6 +116,68 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     if index.numel() and (int(index._array.min()) < -size or int(index._array.max()) >= size):
         raise IndexError(f"index_select: index out of range for dimension {d} of size {size}")
     return IndexSelect.apply(input, d, index._array.reshape(-1))
+
+
+def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None, *,
+                      output_size: int | None = None) -> Tensor:
+    """Repeat each entry along ``dim`` (the flattened input if None) ``repeats`` times.
+
+    ``repeat_interleave(repeats)`` alone, on a 1-D integer tensor, repeats ``arange(n)``:
+    ``[1, 2, 0] -> [0, 1, 1]``.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        repeats: an int, or an integer tensor with one count per entry along ``dim`` (or one
+            count for all).
+        dim: the dim to repeat along; None flattens the input first.
+        output_size: the total length along ``dim``, if known; checked.
+    Returns:
+        ``input`` with ``sum(repeats)`` entries along ``dim``.
+    """
+    # NOTE: the positions are computed with NumPy (CuPy's repeat takes no array of counts)
+    # and then moved to the input's device.
+    if repeats is None:  # the one-argument form
+        counts = _repeat_counts(input, None, "repeat_interleave")
+        positions = numpy.repeat(numpy.arange(len(counts), dtype=input.dtype), counts)
+        return Tensor._make(get_array_module(input._array).asarray(positions))
+    if dim is None or input.ndim == 0:
+        input = input.reshape(-1)
+    d = normalize_dim(0 if dim is None else dim, input.ndim, "repeat_interleave")
+    counts = _repeat_counts(repeats, input.shape[d], "repeat_interleave")
+    positions = numpy.repeat(numpy.arange(input.shape[d]), counts)
+    if output_size is not None and output_size != len(positions):
+        raise RuntimeError(
+            f"repeat_interleave: output_size={output_size} but the repeats add up to "
+            f"{len(positions)}"
+        )
+    return IndexSelect.apply(input, d, get_array_module(input._array).asarray(positions))
+
+
+def _repeat_counts(repeats, size: int | None, op: str):
+    """``repeats`` (an int or a 0-d/1-D integer tensor) as one non-negative count per entry,
+    a NumPy array."""
+    if isinstance(repeats, Tensor):
+        if repeats.dtype.kind not in "iu":
+            raise TypeError(f"{op}: repeats must be an int or an integer tensor, got "
+                            f"{repeats.dtype}")
+        if repeats.ndim > 1 or (size is None and repeats.ndim != 1):
+            raise RuntimeError(f"{op}: repeats must be a 0-d or 1-D tensor (1-D when it is the "
+                               f"only argument), got shape {tuple(repeats.shape)}")
+        counts = repeats._array.reshape(-1)
+        counts = counts if isinstance(counts, numpy.ndarray) else counts.get()
+    elif isinstance(repeats, (int, numpy.integer)) and not isinstance(repeats, bool):
+        counts = numpy.array([repeats])
+    else:
+        raise TypeError(f"{op}: repeats must be an int or an integer tensor, got "
+                        f"{type(repeats).__name__}")
+    if size is not None and len(counts) == 1:
+        counts = counts.repeat(size)
+    if size is not None and len(counts) != size:
+        raise RuntimeError(f"{op}: repeats must have one count per entry along dim ({size}), "
+                           f"got {len(counts)}")
+    if len(counts) and int(counts.min()) < 0:
+        raise RuntimeError(f"{op}: repeats can not be negative, got {int(counts.min())}")
+    return counts
 
 
 def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
@@ -176,3 +211,25 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
             f"shape {tuple(input.shape)}"
         )
     return out if out.dtype == input.dtype else out.to(input.dtype)
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False):
+    """The coordinates of the non-zero (true) elements, in row-major order.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        as_tuple: return one 1-D index tensor per dim (what ``where(condition)`` returns, and
+            what indexing takes: ``x[x.nonzero(as_tuple=True)]``), instead of one matrix.
+    Returns:
+        an int64 ``(n, input.ndim)`` tensor, or a tuple of ``input.ndim`` int64 ``(n,)``
+        tensors (one for a 0-d input).
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"nonzero: input must be a Tensor, got {type(input).__name__}")
+    array = input._array
+    xp = get_array_module(array)
+    if not as_tuple:  # a 0-d input has one element and no coordinates: (0 or 1, 0)
+        found = xp.argwhere(array.reshape(1))[:, :0] if array.ndim == 0 else xp.argwhere(array)
+        return Tensor._make(found.astype(xp.int64, copy=False))
+    coordinates = xp.nonzero(array.reshape(1) if array.ndim == 0 else array)
+    return tuple(Tensor._make(c.astype(xp.int64, copy=False)) for c in coordinates)

@@ -7,6 +7,8 @@ the result into the array and makes the tensor the output of that op, as PyTorch
 
 from __future__ import annotations
 
+import numpy
+
 from ..autograd.function import Function
 from ..autograd.grad_mode import _GradMode
 from ..backend import get_array_module
@@ -73,8 +75,6 @@ def _keep_original(node, array) -> None:
 
 
 def _check_cast(source, target, op: str) -> None:
-    import numpy
-
     if not numpy.can_cast(source, target, casting="same_kind"):
         raise RuntimeError(
             f"{op}: result type {source} can't be cast to the desired output type {target}"
@@ -108,26 +108,41 @@ def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
     return _bump(tensor)
 
 
-def unary_(tensor: Tensor, function, *args) -> Tensor:
-    """The in-place twin of any out-of-place op ``function(tensor, *args)``."""
+def unary_(tensor: Tensor, function, *args, **kwargs) -> Tensor:
+    """The in-place twin of any out-of-place op ``function(tensor, *args, **kwargs)``."""
     op = function.__name__ + "_"
-    if _recording(tensor, *args):
+    if _recording(tensor, *args, *kwargs.values()):
         _check_rebase(tensor, op)
-        return _write(tensor, function(tensor, *args), op)
-    result = function(tensor.detach(), *args)
+        return _write(tensor, function(tensor, *args, **kwargs), op)
+    result = function(tensor.detach(), *args, **kwargs)
     _check_cast(result._array.dtype, tensor._array.dtype, op)
     tensor._array[...] = result._array
     return _bump(tensor)
+
+
+class Overwrite(Function):
+    """``out = source`` broadcast to ``x``'s shape; ``x`` keeps its place in the graph with a
+    zero gradient (PyTorch's CopyBackwards and FillBackward)."""
+
+    @staticmethod
+    def forward(ctx, x, source):
+        ctx.source_shape = getattr(source, "shape", ())
+        out = get_array_module(x).empty_like(x)
+        out[...] = source
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = get_array_module(g).zeros_like(g) if ctx.needs_input_grad[0] else None
+        gsource = unbroadcast(g, ctx.source_shape) if ctx.needs_input_grad[1] else None
+        return gx, gsource
 
 
 def fill_(tensor: Tensor, value) -> Tensor:
     """Set every element to ``value`` (a number or a 0-d tensor)."""
     if _recording(tensor, value):
         _check_rebase(tensor, "fill_")
-        from .arithmetic import add
-
-        source = value if isinstance(value, Tensor) else tensor.new_full(tensor.shape, value)
-        return _write(tensor, add(tensor.detach() * 0, source), "fill_")
+        return _write(tensor, Overwrite.apply(tensor, value), "fill_")
     tensor._array[...] = value._array if isinstance(value, Tensor) else value
     return _bump(tensor)
 
@@ -138,20 +153,24 @@ def copy_(tensor: Tensor, source: Tensor) -> Tensor:
 
     if not isinstance(source, Tensor):
         raise TypeError(f"copy_: source must be a Tensor, got {type(source).__name__}")
+    if not _broadcasts_to(source.shape, tensor.shape):
+        raise RuntimeError(
+            f"copy_: source of shape {tuple(source.shape)} can't be broadcast to "
+            f"{tuple(tensor.shape)}"
+        )
     moved = to(source, tensor.device, tensor.dtype)
     if _recording(tensor, source):
         _check_rebase(tensor, "copy_")
-        from .arithmetic import add
-
-        return _write(tensor, add(tensor.detach() * 0, moved).expand(tensor.shape), "copy_")
-    try:
-        tensor._array[...] = moved._array
-    except ValueError as error:
-        raise RuntimeError(
-            f"copy_: source of shape {tuple(source.shape)} can't be broadcast to "
-            f"{tuple(tensor.shape)} ({error})"
-        ) from None
+        return _write(tensor, Overwrite.apply(tensor, moved), "copy_")
+    tensor._array[...] = moved._array
     return _bump(tensor)
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    try:
+        return numpy.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
 
 
 def setitem_(tensor: Tensor, index, value) -> None:

@@ -1,4 +1,4 @@
-"""matmul (batched, broadcasting, 1-D cases as NumPy) and einsum, with their gradients."""
+"""matmul (batched, broadcasting, 1-D cases as NumPy), bmm and einsum, with their gradients."""
 
 from __future__ import annotations
 
@@ -65,6 +65,28 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
             f"({k_left} != {k_right})"
         )
     return MatMul.apply(input, other)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    """Batched matrix product of two 3-D tensors with the same batch size (no broadcasting).
+
+    Args:
+        input: ``(B, n, k)``.
+        mat2: ``(B, k, m)``.
+    Returns:
+        ``(B, n, m)``.
+    """
+    for argument, value in (("input", input), ("mat2", mat2)):
+        if not isinstance(value, Tensor) or value.ndim != 3:
+            got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value)
+            raise RuntimeError(f"bmm: {argument} must be a 3-D tensor, got {got}")
+    batch, _, k = input.shape
+    if tuple(mat2.shape[:2]) != (batch, k):
+        raise RuntimeError(
+            f"bmm: expected mat2 to start with (batch, k) = {(batch, k)} to match input of "
+            f"shape {tuple(input.shape)}, got shape {tuple(mat2.shape)}"
+        )
+    return matmul(input, mat2)
 
 
 class Einsum(Function):

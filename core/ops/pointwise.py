@@ -265,17 +265,25 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch'
     return Clamp.apply(input, min, max)
 
 
-def where(condition: Tensor, input, other) -> Tensor:
-    """Pick ``input`` where ``condition`` is true, else ``other`` (broadcasting all three).
+def where(condition: Tensor, input=None, other=None):
+    """Pick ``input`` where ``condition`` is true, else ``other`` (broadcasting all three);
+    ``where(condition)`` alone is ``nonzero(condition, as_tuple=True)``.
 
     Args:
-        condition: bool tensor.
+        condition: bool tensor (any dtype in the one-argument form).
         input: values where true (tensor or number).
         other: values where false (tensor or number); all three broadcast.
     Returns:
-        the broadcast shape.
+        the broadcast shape; in the one-argument form a tuple of int64 index tensors.
     """
     from .arithmetic import _wrap, promote
+
+    if input is None and other is None:
+        from .indexing import nonzero
+
+        return nonzero(condition, as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where: give both 'input' and 'other', or neither (where(condition))")
 
     condition = _wrap(condition)
     if condition._array.dtype.kind != "b":

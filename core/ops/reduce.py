@@ -1,4 +1,5 @@
-"""Reductions over dims: sum, mean, prod, max/min (+indices), var/std, logsumexp, cumsum, norm."""
+"""Reductions over dims: sum, mean, prod, max/min (+indices), var/std, logsumexp, cumsum,
+cumprod, norm."""
 
 from __future__ import annotations
 
@@ -201,6 +202,36 @@ class Cumsum(Function):
     def backward(ctx, g):
         xp = get_array_module(g)
         return xp.flip(xp.cumsum(xp.flip(g, ctx.dim), axis=ctx.dim), ctx.dim), None
+
+
+class Cumprod(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        out = get_array_module(x).cumprod(x, axis=dim)
+        ctx.save_for_backward(x, out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        dim = ctx.dim
+        xp = get_array_module(g)
+
+        def suffix_sum(a):  # sum over i >= k, for each k
+            return xp.flip(xp.cumsum(xp.flip(a, dim), axis=dim), dim)
+
+        # NOTE: d out[i] / d x[k] = prod_{j <= i, j != k} x[j] for i >= k. Before the first
+        # zero of a line that is out[i] / x[k]; at the first zero it is the running product
+        # with that zero replaced by one; after it, the zero is among the factors.
+        zeros = xp.cumsum(x == 0, axis=dim)
+        before = zeros == 0
+        first_zero = (zeros == 1) & (x == 0)
+        grad = xp.where(before, suffix_sum(g * out) / xp.where(before, x, 1), 0)
+        if first_zero.any():
+            skipped = xp.cumprod(xp.where(first_zero, 1, x), axis=dim)
+            grad = xp.where(first_zero, suffix_sum(g * skipped), grad)
+        return grad.astype(x.dtype, copy=False), None
 
 
 class Norm(Function):
@@ -466,11 +497,31 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     Returns:
         same shape (int64 for integer inputs).
     """
+    return _running(Cumsum, input, dim, dtype, "cumsum")
+
+
+def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    """Running product along ``dim``; its gradient is exact where the input has zeros.
+
+    Args:
+        input: a tensor of any shape ``(*)``.
+        dim: the dim to accumulate along.
+        dtype: compute in this dtype.
+    Returns:
+        same shape (int64 for integer and bool inputs).
+    """
+    return _running(Cumprod, input, dim, dtype, "cumprod")
+
+
+def _running(function, input: Tensor, dim: int, dtype, op: str) -> Tensor:
+    """cumsum/cumprod: in ``dtype`` if given, else int64 for integer and bool inputs; a 0-d
+    input stays 0-d (NumPy would return shape (1,))."""
     if dtype is not None:
         input = input.to(dtype)
     elif input._array.dtype.kind in "biu":
         input = input.to(dtypes.int64)
-    return Cumsum.apply(input, normalize_dim(dim, input.ndim, "cumsum"))
+    d = normalize_dim(dim, input.ndim, op)
+    return input * 1 if input.ndim == 0 else function.apply(input, d)
 
 
 def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:

@@ -3,6 +3,7 @@
 ``seqlib.nn.functional`` is the functional API (``import seqlib.nn.functional as F``).
 """
 
+from seqlib.core.missing import module_getattr as _module_getattr
 from seqlib.nn import functional, init, utils
 from seqlib.nn.activation import (
     ELU,
@@ -21,3 +22,6 @@ from seqlib.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss,
 from seqlib.nn.module import Module
 from seqlib.nn.parameter import Parameter
 from seqlib.nn.rnn import LSTM, LSTMCell
+
+# a PyTorch name this module lacks gets an AttributeError that says so (seqlib.core.missing)
+__getattr__ = _module_getattr(__name__, "torch.nn")

@@ -7,6 +7,7 @@ import math
 import numpy
 
 from seqlib.core.autograd.grad_mode import no_grad
+from seqlib.core.ops import sampling
 from seqlib.core.random import rng
 from seqlib.core.tensor import Tensor
 
@@ -60,7 +61,8 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> 
     Returns:
         ``tensor``.
     """
-    return _fill(tensor, rng(generator).uniform(a, b, tensor.shape))
+    with no_grad():
+        return sampling.uniform_(tensor, a, b, generator=generator)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
@@ -73,7 +75,8 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None)
     Returns:
         ``tensor``.
     """
-    return _fill(tensor, rng(generator).normal(mean, std, tensor.shape))
+    with no_grad():
+        return sampling.normal_(tensor, mean, std, generator=generator)
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:

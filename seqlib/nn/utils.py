@@ -6,6 +6,7 @@ import math
 
 from seqlib.core.autograd.grad_mode import no_grad
 from seqlib.core.backend import get_array_module
+from seqlib.core.missing import module_getattr as _module_getattr
 from seqlib.core.tensor import Tensor
 
 
@@ -110,3 +111,7 @@ def vector_to_parameters(vec: Tensor, parameters) -> None:
             n = p.numel()
             p.copy_(vec[offset : offset + n].view(p.shape))
             offset += n
+
+
+# a PyTorch name this module lacks gets an AttributeError that says so (seqlib.core.missing)
+__getattr__ = _module_getattr(__name__, "torch.nn.utils")
