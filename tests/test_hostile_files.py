@@ -201,3 +201,163 @@ def test_any_json_structure_loads_or_gets_a_value_error(tmp_path, structure):
         sl.load(path, map_location="cpu")
     except ValueError as error:
         assert str(path) in str(error)
+
+
+# ---------------------------------------------------------------------------- config.json
+
+BAD_CONFIGS = {
+    "invalid JSON": ("{'vocab_size': 7", "is not a valid config: it is not valid JSON"),
+    "not UTF-8": (b"\xff\xfe", "not valid JSON"),
+    "a list": ("[1, 2]", "must hold a JSON object of the model's config, got a JSON list"),
+    "nested 10,000 deep": ('{"a": ' + "[" * DEEP + "]" * DEEP + "}", "nests more than"),
+    "an unknown key": ({"d_modle": 8}, r"unknown key\(s\) \['d_modle'\] for a TransformerLM; "
+                                       r"known: \['activation', "),
+    "no vocab_size": ({"vocab_size": None}, r"'vocab_size' must be an integer >= 1, got None"),
+    "a missing vocab_size": ({"vocab_size": "<drop>"}, r"lacks the key\(s\) \['vocab_size'\]"),
+    "a string size": ({"d_model": "big"}, "'d_model' must be an integer >= 1, got 'big'"),
+    "a float size": ({"d_model": 8.5}, "'d_model' must be an integer >= 1, got 8.5"),
+    "a zero size": ({"vocab_size": 0}, "'vocab_size' must be an integer >= 1, got 0"),
+    "a bool size": ({"n_layers": True}, "'n_layers' must be an integer >= 1, got True"),
+    "d_ff not an int or null": ({"d_ff": "x"}, "'d_ff' must be an integer >= 1 or null"),
+    "a NaN dropout": ('{"model_type": "transformer", "vocab_size": 7, "dropout": NaN}',
+                      "'dropout' must be a finite number, got nan"),
+    "a string bool": ({"tie_weights": "yes"}, "'tie_weights' must be true or false"),
+    "a list for a string": ({"attention_type": ["full"]}, "'attention_type' must be a string"),
+    "options not an object": ({"attention_options": [1]}, "must be a JSON object"),
+    "an unknown model_type": ({"model_type": "gpt"}, "unknown model_type 'gpt'"),
+    "a model_type that is a list": ({"model_type": ["lstm"]}, r"unknown model_type \['lstm'\]"),
+    "a dropout out of range": ({"dropout": 2.0}, "does not describe a valid TransformerLM: "
+                                                 "dropout probability has to be between 0 and 1"),
+    "d_model not divisible": ({"n_heads": 3}, "must be divisible by n_heads"),
+    "an unknown attention option": ({"attention_options": {"bogus": 1}},
+                                    "does not describe a valid TransformerLM: .*bogus"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_a_malformed_config_json_gets_a_value_error_naming_it(tmp_path, name):
+    _, directory = _pretrained(tmp_path)
+    content, message = BAD_CONFIGS[name]
+    if isinstance(content, dict):
+        config = {**json.loads((directory / "config.json").read_text()), **content}
+        content = json.dumps({k: v for k, v in config.items() if v != "<drop>"})
+    path = directory / "config.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=message) as error:
+        from_pretrained(directory)
+    assert str(path) in str(error.value)
+
+
+def test_a_weights_file_that_does_not_fit_names_both_files(tmp_path):
+    _, directory = _pretrained(tmp_path)
+    sl.save({"token_embedding.weight": sl.zeros(3, 8)}, directory / "model.safetensors")
+    with pytest.raises(ValueError, match=r"(?s)model.safetensors does not fit the TransformerLM of "
+                                         r".*config.json: .*size mismatch"):
+        from_pretrained(directory)
+    sl.save([sl.zeros(3)], directory / "model.safetensors")
+    with pytest.raises(ValueError, match="model.safetensors holds a list, not a state_dict"):
+        from_pretrained(directory)
+
+
+# ---------------------------------------------------------------------------- tokenizer files
+
+def _sentencepiece():
+    from seqlib.tokenizers import SentencePieceTokenizer
+
+    return SentencePieceTokenizer.train(iterator=["to be or not to be"] * 20, vocab_size=300)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage\x00\x01" * 10, b"\x0a\x02\x0a\x00"])
+def test_a_corrupt_sentencepiece_model_gets_a_value_error_naming_it(tmp_path, content):
+    from seqlib.tokenizers import SentencePieceTokenizer, load_tokenizer
+
+    path = tmp_path / "tokenizer.model"
+    path.write_bytes(content)
+    for load in (SentencePieceTokenizer.load, load_tokenizer):
+        with pytest.raises(ValueError, match="is empty|is not a SentencePiece model|without "
+                                             "pieces") as error:
+            load(path)
+        assert str(path) in str(error.value)
+    with pytest.raises(ValueError, match="SentencePieceTokenizer.from_bytes: the data"):
+        SentencePieceTokenizer.from_bytes(content)
+    with pytest.raises(TypeError, match="must be bytes, got str"):
+        SentencePieceTokenizer.from_bytes("tokenizer.model")
+    _, directory = _pretrained(tmp_path)
+    (directory / "tokenizer.model").write_bytes(content)
+    with pytest.raises(ValueError, match="tokenizer.model"):
+        from_pretrained(directory)
+
+
+BAD_CHAR_TOKENIZERS = {
+    "invalid JSON": ("{bad", "not valid JSON"),
+    "not UTF-8": (b"\xff\xfe", "not valid JSON"),
+    "a list": ("[1]", 'it is not {"type": "char"'),
+    "another type": ('{"type": "bpe", "vocab": ["a"]}', 'it is not {"type": "char"'),
+    "no vocab": ('{"type": "char"}', 'it is not {"type": "char"'),
+    "a number vocab": ('{"type": "char", "vocab": 5}', "vocab must be a list of characters"),
+    "an object vocab": ('{"type": "char", "vocab": {"a": 0}}', "must be a list of characters"),
+    "a multi-character entry": ('{"type": "char", "vocab": ["ab", "c"]}', "got 'ab'"),
+    "a number entry": ('{"type": "char", "vocab": [1, 2]}', "single characters, got 1"),
+    "an empty vocab": ('{"type": "char", "vocab": []}', "vocab is empty"),
+    "a repeated character": ('{"type": "char", "vocab": ["a", "b", "a"]}', "holds 'a' twice"),
+    "nested 10,000 deep": ("[" * DEEP + "]" * DEEP, "nests more than"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CHAR_TOKENIZERS))
+def test_a_corrupt_char_tokenizer_gets_a_value_error_naming_it(tmp_path, name):
+    from seqlib.tokenizers import CharTokenizer, load_tokenizer
+
+    content, message = BAD_CHAR_TOKENIZERS[name]
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for load in (CharTokenizer.load, load_tokenizer):
+        with pytest.raises(ValueError, match=message) as error:
+            load(path)
+        assert str(path) in str(error.value)
+
+
+# ---------------------------------------------------------------------------- save_pretrained
+
+def test_save_pretrained_leaves_only_the_models_tokenizer(tmp_path):
+    from seqlib.tokenizers import CharTokenizer
+
+    model, directory = _pretrained(tmp_path, vocab_size=300)
+    model.save_pretrained(directory, tokenizer=_sentencepiece())
+    model.save_pretrained(directory, tokenizer=CharTokenizer("abc"))  # replaces it
+    assert not (directory / "tokenizer.model").exists()
+    assert from_pretrained(directory).tokenizer.vocab == ["a", "b", "c"]
+    model.save_pretrained(directory, tokenizer=_sentencepiece())  # and the other way round
+    assert not (directory / "tokenizer.json").exists()
+    assert from_pretrained(directory).tokenizer.vocab_size == 282
+    model.save_pretrained(directory)  # no tokenizer: none is left behind
+    assert not (directory / "tokenizer.model").exists()
+    assert from_pretrained(directory).tokenizer is None
+    assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused_naming_both_sizes(tmp_path):
+    from seqlib.tokenizers import CharTokenizer
+
+    model, directory = _pretrained(tmp_path, vocab_size=7)
+    with pytest.raises(ValueError, match="save_pretrained: the tokenizer has vocab_size 282, "
+                                         "larger than the model's vocab_size 7"):
+        model.save_pretrained(directory, tokenizer=_sentencepiece())
+    assert not (directory / "tokenizer.model").exists()
+    model.save_pretrained(directory, tokenizer=CharTokenizer("abc"))  # smaller is fine (HF)
+    assert from_pretrained(directory).tokenizer.vocab_size == 3
+    CharTokenizer("abcdefgh").save(directory / "tokenizer.json")  # another tool wrote it
+    with pytest.raises(ValueError, match=r"from_pretrained: the tokenizer .*tokenizer.json has "
+                                         "vocab_size 8, larger than the model's vocab_size 7"):
+        from_pretrained(directory)
+
+
+def test_two_tokenizers_in_a_directory_are_refused(tmp_path):
+    from seqlib.tokenizers import CharTokenizer
+
+    model, directory = _pretrained(tmp_path)
+    model.save_pretrained(directory, tokenizer=CharTokenizer("abc"))
+    (directory / "tokenizer.model").write_bytes(b"left behind by an older seqlib")
+    with pytest.raises(ValueError, match="holds two tokenizers, tokenizer.json and "
+                                         "tokenizer.model"):
+        from_pretrained(directory)
