@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import seqlib as sl
 
@@ -121,3 +123,95 @@ def test_lstm_and_causal_product_at_length_zero():
     assert out.shape == (1, 2, 0, 3) and state.shape == (1, 2, 4, 3)
     out.sum().backward()
     assert q.grad.shape == (1, 2, 0, 4)
+
+
+# ---------------------------------------------------------------------------- optimizers
+
+OPTIMIZERS = {"SGD": (sl.optim.SGD, {"lr": 0.1}), "Adam": (sl.optim.Adam, {}),
+              "AdamW": (sl.optim.AdamW, {}), "RMSprop": (sl.optim.RMSprop, {})}
+# the options each checks, and how PyTorch's messages name them
+CHECKED = {"SGD": {"lr": "learning rate", "momentum": "momentum value",
+                   "weight_decay": "weight_decay value"},
+           "Adam": {"lr": "learning rate", "eps": "epsilon value",
+                    "weight_decay": "weight_decay value"},
+           "RMSprop": {"lr": "learning rate", "eps": "epsilon value", "alpha": "alpha value",
+                       "momentum": "momentum value", "weight_decay": "weight_decay value"}}
+CHECKED["AdamW"] = CHECKED["Adam"]
+NEGATIVE_OR_NAN = (st.floats(max_value=-1e-300) | st.just(float("nan"))
+                   | st.integers(max_value=-1)
+                   | st.floats(-1e30, -1e-30).map(numpy.float32))
+NOT_A_NUMBER = st.sampled_from(["0.1", None, [0.1], True, 1j])
+
+
+def _optimizer_option(draw_value):
+    return st.sampled_from(sorted(OPTIMIZERS)).flatmap(
+        lambda name: st.tuples(st.just(name), st.sampled_from(sorted(CHECKED[name])),
+                               draw_value, st.booleans()))
+
+
+def _make_with(name: str, option: str, value, in_a_group: bool):
+    """The optimizer given ``option=value`` in its constructor, or in an added group."""
+    cls, required = OPTIMIZERS[name]
+    if not in_a_group:
+        return cls([sl.nn.Parameter(sl.ones(2))], **{**required, option: value})
+    optimizer = cls([sl.nn.Parameter(sl.ones(2))], **required)
+    optimizer.add_param_group({"params": [sl.nn.Parameter(sl.ones(2))], option: value})
+    return optimizer
+
+
+@given(case=_optimizer_option(NEGATIVE_OR_NAN))
+def test_optimizers_refuse_negative_or_nan_options_with_pytorchs_message(case):
+    name, option, value, in_a_group = case
+    with pytest.raises(ValueError, match=f"^Invalid {CHECKED[name][option]}: "):
+        _make_with(name, option, value, in_a_group)
+
+
+@given(case=_optimizer_option(NOT_A_NUMBER))
+def test_optimizers_refuse_options_that_are_not_numbers_naming_them(case):
+    name, option, value, in_a_group = case
+    with pytest.raises(TypeError, match=f"Invalid {CHECKED[name][option]}: .*\\({option} must "
+                                        "be a real number, got "):
+        _make_with(name, option, value, in_a_group)
+
+
+@given(case=_optimizer_option(st.floats(0, 10) | st.integers(0, 10) | st.just(float("inf"))))
+def test_optimizers_take_options_in_range(case):
+    name, option, value, in_a_group = case
+    assert _make_with(name, option, value, in_a_group).param_groups[-1][option] == value
+
+
+@given(beta=st.floats(max_value=-1e-300) | st.floats(min_value=1.0) | st.just(float("nan")),
+       index=st.integers(0, 1), adamw=st.booleans())
+def test_adam_refuses_betas_outside_0_1_naming_the_index(beta, index, adamw):
+    betas = [0.9, 0.999]
+    betas[index] = beta
+    cls = sl.optim.AdamW if adamw else sl.optim.Adam
+    with pytest.raises(ValueError, match=f"^Invalid beta parameter at index {index}: "):
+        cls([sl.nn.Parameter(sl.ones(2))], betas=tuple(betas))
+    optimizer = cls([sl.nn.Parameter(sl.ones(2))])
+    with pytest.raises(ValueError, match=f"^Invalid beta parameter at index {index}: "):
+        optimizer.add_param_group({"params": [sl.nn.Parameter(sl.ones(2))], "betas": betas})
+    assert len(optimizer.param_groups) == 1
+
+
+def test_adam_betas_must_be_a_pair():
+    params = [sl.nn.Parameter(sl.ones(2))]
+    with pytest.raises(ValueError, match=r"Invalid betas: \(0.9,\) \(expected a pair"):
+        sl.optim.Adam(params, betas=(0.9,))
+    with pytest.raises(TypeError, match="Invalid betas: 0.9 .*got float"):
+        sl.optim.Adam(params, betas=0.9)
+    with pytest.raises(TypeError, match=r"Invalid beta parameter at index 1: '0.9' \(betas\[1\]"):
+        sl.optim.Adam(params, betas=(0.9, "0.9"))
+
+
+def test_sgd_refuses_a_nan_dampening_and_nesterov_in_an_added_group():
+    params = [sl.nn.Parameter(sl.ones(2))]
+    with pytest.raises(ValueError, match="Invalid dampening value: nan"):
+        sl.optim.SGD(params, lr=0.1, momentum=0.9, dampening=float("nan"))
+    assert sl.optim.SGD(params, lr=0.1, dampening=-1).defaults["dampening"] == -1  # as PyTorch
+    optimizer = sl.optim.SGD(params, lr=0.1)
+    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum"):
+        optimizer.add_param_group({"params": [sl.nn.Parameter(sl.ones(1))], "nesterov": True})
+    with pytest.raises(ValueError, match="didn't specify a value of required optimization "
+                                         "parameter lr"):
+        sl.optim.SGD(params).add_param_group({"params": [sl.nn.Parameter(sl.ones(1))]})
