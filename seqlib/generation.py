@@ -304,6 +304,10 @@ def generate_ids(model, input_ids, max_new_tokens: int = 20, do_sample: bool = F
     Returns:
         ``(N, L + T)`` (or ``(L + T,)``) int64 ids: the prompt, then ``T <= max_new_tokens``
         new tokens.
+    Raises:
+        TypeError or ValueError naming the argument that is out of its range (non-integer
+        prompt ids, ids outside the vocabulary, ...); RuntimeError naming the step if the
+        model's logits become NaN (or, when sampling, +inf).
     """
     ids, given_as_1d, device = _id_matrix(input_ids)
     vocab_size = _vocab_size(model)
@@ -405,6 +409,10 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
         generator: the Generator to draw from (default: the global one, ``sl.manual_seed``).
     Returns:
         the new token ids (or text, for text prompts); a list of them for a batch.
+    Raises:
+        TypeError or ValueError naming the argument that is out of its range (float prompt
+        ids, ids outside the vocabulary, a NaN temperature, ...); RuntimeError naming the step
+        if the model's logits become NaN (or, when sampling, +inf).
     """
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     prompts, batched, as_text = _prompts(prompt, tokenizer)
