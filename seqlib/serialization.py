@@ -151,7 +151,7 @@ def _json_depth(text: str) -> int:
     return int(numpy.cumsum(opens.astype(numpy.int64) - closes).max(initial=0))
 
 
-def parse_json(text, what: str):
+def _parse_json(text, what: str):
     """``json.loads(text)``, refusing nesting deeper than ``MAX_NESTING`` (``json.loads`` and
     the recursive decoders after it would raise RecursionError) with ``_Malformed``."""
     try:
@@ -162,6 +162,16 @@ def parse_json(text, what: str):
         return json.loads(text)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, ...
         raise _Malformed(f"{what} is not valid JSON ({error})") from None
+
+
+def read_json(path, caller: str):
+    """The JSON value in the file ``path`` (a config, a tokenizer), parsed as ``load`` parses
+    metadata: invalid JSON and nesting deeper than ``MAX_NESTING`` get a ValueError naming
+    ``caller`` and the file, never a RecursionError."""
+    try:
+        return _parse_json(Path(path).read_bytes(), str(path))
+    except _Malformed as error:
+        raise ValueError(f"{caller}: {error}") from None
 
 
 def _is_count(value) -> bool:
@@ -221,7 +231,7 @@ def _read_header(data: bytes, path) -> dict:
             f"file of {len(data)} bytes)"
         )
     try:
-        header = parse_json(data[8 : 8 + length], "the header")
+        header = _parse_json(data[8 : 8 + length], "the header")
         end = 8 + length + _check_header(header)
     except _Malformed as error:
         raise ValueError(f"load: {path} is not a valid safetensors file: {error}") from None
@@ -373,7 +383,7 @@ def load(path, map_location=None):
     try:
         if not isinstance(metadata.get("structure"), str):
             raise _Malformed("its metadata has no 'structure' entry")
-        structure = parse_json(metadata["structure"], "its 'structure' metadata")
+        structure = _parse_json(metadata["structure"], "its 'structure' metadata")
         return _decode(structure, arrays, place, {})
     except _Malformed as error:
         raise ValueError(f"load: {path} is not a valid seqlib file: {error}") from None

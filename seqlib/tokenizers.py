@@ -71,17 +71,18 @@ class CharTokenizer:
             FileNotFoundError, or ValueError naming the file if it is not a character
             tokenizer's JSON (``{"type": "char", "vocab": [distinct characters]}``).
         """
-        from seqlib.serialization import _Malformed, parse_json
+        from seqlib.serialization import read_json
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"CharTokenizer.load: no such file: {path}")
+        data = read_json(path, "CharTokenizer.load")
+        if not (isinstance(data, dict) and data.get("type") == "char" and "vocab" in data):
+            raise ValueError(f"CharTokenizer.load: {path} is not a character tokenizer: it is "
+                             'not {"type": "char", "vocab": [...]}')
         try:
-            data = parse_json(path.read_bytes(), "it")
-            if not (isinstance(data, dict) and data.get("type") == "char" and "vocab" in data):
-                raise _Malformed('it is not {"type": "char", "vocab": [...]}')
             return cls(data["vocab"])
-        except (_Malformed, ValueError, TypeError) as error:
+        except (ValueError, TypeError) as error:
             raise ValueError(f"CharTokenizer.load: {path} is not a character tokenizer: "
                              f"{error}") from None
 

@@ -206,7 +206,7 @@ def test_any_json_structure_loads_or_gets_a_value_error(tmp_path, structure):
 # ---------------------------------------------------------------------------- config.json
 
 BAD_CONFIGS = {
-    "invalid JSON": ("{'vocab_size': 7", "is not a valid config: it is not valid JSON"),
+    "invalid JSON": ("{'vocab_size': 7", "config.json is not valid JSON"),
     "not UTF-8": (b"\xff\xfe", "not valid JSON"),
     "a list": ("[1, 2]", "must hold a JSON object of the model's config, got a JSON list"),
     "nested 10,000 deep": ('{"a": ' + "[" * DEEP + "]" * DEEP + "}", "nests more than"),

@@ -180,12 +180,9 @@ def _check_tokenizer_fits(tokenizer_size: int, model_size: int, caller: str, wha
 def _read_config(path: Path) -> tuple:
     """``(model class, config)`` from a ``config.json``, every key and value checked."""
     from seqlib.models import MODEL_TYPES
-    from seqlib.serialization import _Malformed, parse_json
+    from seqlib.serialization import read_json
 
-    try:
-        config = parse_json(path.read_bytes(), "it")
-    except _Malformed as error:
-        raise ValueError(f"from_pretrained: {path} is not a valid config: {error}") from None
+    config = read_json(path, "from_pretrained")
     if not isinstance(config, dict):
         raise ValueError(f"from_pretrained: {path} must hold a JSON object of the model's "
                          f"config, got a JSON {type(config).__name__}")
