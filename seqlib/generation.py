@@ -41,14 +41,14 @@ def filter_logits(logits: numpy.ndarray, top_k: int | None = None,
     """
     logits = numpy.array(logits, dtype=numpy.float64)
     if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if not (_is_int(top_k) and top_k >= 1):
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
         k = min(top_k, logits.shape[-1])
         kth = numpy.sort(logits, axis=-1)[:, -k][:, None]
         logits[logits < kth] = -numpy.inf
     if top_p is not None:
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         order = numpy.argsort(-logits, axis=-1)
         ranked = numpy.take_along_axis(logits, order, axis=-1)
         probs = numpy.exp(ranked - ranked[:, :1])
@@ -64,8 +64,12 @@ def _draw(logits: numpy.ndarray, temperature: float, top_k, top_p,
     """One token id per row, drawn from ``softmax(filter(logits / temperature))``: the order
     of Hugging Face's warpers (temperature, then top-k, then top-p)."""
     filtered = filter_logits(logits / temperature, top_k, top_p)
-    probs = numpy.exp(filtered - filtered.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    with numpy.errstate(invalid="ignore"):  # NaN probabilities are refused just below
+        probs = numpy.exp(filtered - filtered.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+    if numpy.isnan(probs).any():  # as torch.multinomial: never a silent token 0
+        raise RuntimeError("generate: cannot sample: the probabilities are NaN (logits that "
+                           "hold NaN or +inf, or are -inf everywhere)")
     draws = draw_from.random((probs.shape[0], 1))
     return (numpy.cumsum(probs, -1) < draws).sum(-1).clip(0, probs.shape[-1] - 1)
 
@@ -82,8 +86,10 @@ def sample(logits: numpy.ndarray, temperature: float, top_k, top_p,
     Returns:
         ``(N,)`` token ids.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (isinstance(temperature, numbers.Real) and temperature >= 0):  # NaN fails too
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if numpy.isnan(logits).any():
+        raise ValueError("sample: the logits hold NaN")
     if temperature == 0:
         return logits.argmax(-1)
     return _draw(logits, temperature, top_k, top_p, draw_from)
@@ -169,7 +175,7 @@ def _device(model):
     return None
 
 
-def _steps(model, prompts: list, max_new_tokens: int, choose, eos_ids: list):
+def _steps(model, prompts: list, max_new_tokens: int, choose, eos_ids: list, sampling: bool):
     """Yield, per step, one new token or None per row (None: the row is still reading its
     prompt, or it has finished).
 
@@ -177,7 +183,8 @@ def _steps(model, prompts: list, max_new_tokens: int, choose, eos_ids: list):
     (``model.prefill``) where the model has one; the rest of each prompt and every new token go
     through the recurrent twin (``model.recurrent()``) one step at a time: per-token time and
     memory stay constant for linear attention. A row finishes after ``max_new_tokens`` tokens or
-    after one of ``eos_ids``; the loop ends when every row has finished.
+    after one of ``eos_ids``; the loop ends when every row has finished. Logits a token cannot
+    be chosen from (see ``_check_logits``) raise a RuntimeError naming the step.
     """
     recurrent = model.recurrent() if hasattr(model, "recurrent") else model
     modes = [(module, module.training) for module in (model, recurrent)]
@@ -199,7 +206,15 @@ def _steps(model, prompts: list, max_new_tokens: int, choose, eos_ids: list):
                 if all(done):
                     return
                 logits, state = recurrent(tensor(current, device=device), state)
-                chosen = choose(logits.detach().numpy(force=True))
+                logits = logits.detach().numpy(force=True)
+                choosing = [row for row, length in enumerate(lengths)
+                            if t + 1 >= length and not done[row]]
+                _check_logits(logits, choosing, produced, t + 1, sampling)
+                if len(choosing) < len(lengths):  # the other rows' logits are not used, and
+                    idle = numpy.ones(len(lengths), dtype=bool)  # NaN in them must not stop
+                    idle[choosing] = False  # a draw
+                    logits = numpy.where(idle[:, None], 0.0, logits).astype(logits.dtype)
+                chosen = choose(logits)
                 new = [None] * len(prompts)
                 for row, length in enumerate(lengths):
                     if t + 1 < length:
@@ -215,6 +230,26 @@ def _steps(model, prompts: list, max_new_tokens: int, choose, eos_ids: list):
     finally:
         for module, training in reversed(modes):
             module.train(training)
+
+
+def _check_logits(logits: numpy.ndarray, rows: list, produced: list, position: int,
+                  sampling: bool) -> None:
+    """Raise a RuntimeError naming the step if a row of ``rows`` has logits no token can be
+    chosen from: NaN (numpy's argmax and a cumulative draw would both give token 0, for ever),
+    -inf everywhere, or, when sampling, +inf (its probabilities are NaN; torch.multinomial
+    refuses those too)."""
+    chosen = logits[rows]
+    bad = numpy.isnan(chosen).any(-1) | numpy.isneginf(chosen).all(-1)
+    if sampling:
+        bad |= numpy.isposinf(chosen).any(-1)
+    if bad.any():
+        row = rows[int(bad.argmax())]
+        values = chosen[int(bad.argmax())]
+        what = ("NaN" if numpy.isnan(values).any() else "-inf for every token"
+                if numpy.isneginf(values).all() else "+inf, so sampling probabilities are NaN")
+        raise RuntimeError(f"generate: step {produced[row] + 1} of sequence {row} (position "
+                           f"{position}): the model's logits are {what}; its weights or state "
+                           "hold NaN or inf (did training diverge?)")
 
 
 # ---------------------------------------------------------------------------- model.generate
@@ -269,6 +304,10 @@ def generate_ids(model, input_ids, max_new_tokens: int = 20, do_sample: bool = F
     Returns:
         ``(N, L + T)`` (or ``(L + T,)``) int64 ids: the prompt, then ``T <= max_new_tokens``
         new tokens.
+    Raises:
+        TypeError or ValueError naming the argument that is out of its range (non-integer
+        prompt ids, ids outside the vocabulary, ...); RuntimeError naming the step if the
+        model's logits become NaN (or, when sampling, +inf).
     """
     ids, given_as_1d, device = _id_matrix(input_ids)
     vocab_size = _vocab_size(model)
@@ -287,7 +326,7 @@ def generate_ids(model, input_ids, max_new_tokens: int = 20, do_sample: bool = F
         streamer.put(tensor(ids))
     columns = [ids]
     if len(ids):  # an empty batch has nothing to continue
-        for new in _steps(model, ids.tolist(), max_new_tokens, choose, eos_ids):
+        for new in _steps(model, ids.tolist(), max_new_tokens, choose, eos_ids, do_sample):
             step = numpy.array([pad[0] if token is None else token for token in new],
                                dtype=numpy.int64)
             columns.append(step[:, None])
@@ -304,15 +343,12 @@ def generate_ids(model, input_ids, max_new_tokens: int = 20, do_sample: bool = F
 
 def _prompts(prompt, tokenizer):
     """``(list of id lists, batched, as_text)`` from text, ids, or a batch of either."""
-    if isinstance(prompt, Tensor):
-        prompt = prompt.tolist()
-    if isinstance(prompt, numpy.ndarray):
-        prompt = prompt.tolist()
+    prompt = _as_list(prompt)
     if isinstance(prompt, str):
         prompt, as_text, batched = [prompt], True, False
     elif prompt and isinstance(prompt[0], str):
         as_text, batched = True, True
-    elif prompt and isinstance(prompt[0], (list, tuple)):
+    elif prompt and isinstance(prompt[0], (list, tuple, numpy.ndarray, Tensor)):
         as_text, batched = False, True
     else:
         prompt, as_text, batched = [list(prompt)], False, False
@@ -321,10 +357,31 @@ def _prompts(prompt, tokenizer):
             raise ValueError("generate: a text prompt needs a tokenizer (tokenizer=... or "
                              "a model loaded with from_pretrained)")
         prompt = [tokenizer.encode(text) for text in prompt]
-    prompts = [list(map(int, p)) for p in prompt]
+    prompts = [_int_ids(_as_list(p)) for p in prompt]
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
     return prompts, batched, as_text
+
+
+def _as_list(ids):
+    """A Tensor or NumPy array of token ids as a (nested) list; anything else as it is."""
+    if isinstance(ids, Tensor):
+        ids = ids.detach().numpy(force=True)
+    if isinstance(ids, numpy.ndarray):
+        if ids.size and ids.dtype.kind not in "iu":  # tolist() would give floats or bools
+            raise TypeError(f"generate: prompt token ids must be integers, got dtype "
+                            f"{ids.dtype}")
+        return ids.tolist()
+    return ids
+
+
+def _int_ids(ids: list) -> list:
+    """``ids`` as a list of ints; a float id raises rather than being truncated by int()."""
+    for value in ids:
+        if not _is_int(value):
+            raise TypeError(f"generate: prompt token ids must be integers, got {value!r} "
+                            f"({type(value).__name__})")
+    return [int(value) for value in ids]
 
 
 def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
@@ -352,6 +409,10 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
         generator: the Generator to draw from (default: the global one, ``sl.manual_seed``).
     Returns:
         the new token ids (or text, for text prompts); a list of them for a batch.
+    Raises:
+        TypeError or ValueError naming the argument that is out of its range (float prompt
+        ids, ids outside the vocabulary, a NaN temperature, ...); RuntimeError naming the step
+        if the model's logits become NaN (or, when sampling, +inf).
     """
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     prompts, batched, as_text = _prompts(prompt, tokenizer)
@@ -369,7 +430,7 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
     eos_ids = _token_list("eos_id", eos_id, vocab_size)
     draw_from = rng(Generator().manual_seed(seed) if seed is not None else generator)
     choose = _chooser(temperature > 0, temperature, top_k, top_p, draw_from)
-    steps = _steps(model, prompts, max_new_tokens, choose, eos_ids)
+    steps = _steps(model, prompts, max_new_tokens, choose, eos_ids, temperature > 0)
     if stream:
         return _stream(steps, tokenizer if as_text else None)
     outputs = [[] for _ in prompts]

@@ -4,15 +4,18 @@ Tensors go into the safetensors body, each under its path in the saved object jo
 "." (``model.encoder.norm.weight``, ``optimizer.state.0.exp_avg``), so a saved state_dict is a
 plain safetensors state_dict that PyTorch and ``safetensors.numpy`` read as is. The structure
 around them (dicts, lists, tuples, numbers, strings, None) goes into the header's metadata as
-JSON. Nothing is pickled, so loading never runs code. Writes are atomic (``atomic_write``)
-and files get the permissions ``open(path, "w")`` would give. A plain safetensors file (e.g.
-a state_dict exported from PyTorch) loads as a dict of tensors; files of format version 1
-(tensors keyed ``t0, t1, ...``) still load.
+JSON. Nothing is pickled, so loading never runs code, and every part of a file is checked
+before it is used, so a corrupt or hostile file gets a ValueError naming it. Writes are atomic
+(``atomic_write``) and files get the permissions ``open(path, "w")`` would give. A plain
+safetensors file (e.g. a state_dict exported from PyTorch) loads as a dict of tensors; files
+of format version 1 (tensors keyed ``t0, t1, ...``) still load.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from pathlib import Path
 
@@ -112,14 +115,113 @@ def save(obj, path) -> None:
     from safetensors.numpy import save_file
 
     tensors = _Tensors()
-    structure = _encode(obj, tensors, (), "obj")
-    metadata = {"format": FORMAT, "version": VERSION, "structure": json.dumps(structure),
+    try:
+        structure = json.dumps(_encode(obj, tensors, (), "obj"))
+    except RecursionError:
+        structure = None
+    if structure is None or _json_depth(structure) > MAX_NESTING:  # load would refuse it
+        raise ValueError(f"save: obj is nested too deeply for a seqlib file, which allows "
+                         f"{MAX_NESTING} levels of JSON structure (a dict takes 3, a list or "
+                         "tuple 2)")
+    metadata = {"format": FORMAT, "version": VERSION, "structure": structure,
                 "aliases": json.dumps(tensors.aliases)}
     with atomic_write(path) as temporary:
         save_file(tensors.arrays, temporary, metadata=metadata)
 
 
+# ---------------------------------------------------------------------------- reading files
+# Everything in a file is checked before it is used: a corrupt or hostile file gets a ValueError
+# naming it, never a KeyError, a RecursionError or a crash inside NumPy or safetensors.
+
+MAX_NESTING = 200  # JSON levels; seqlib's own files nest 3 per level of dicts in the saved object
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+             "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+class _Malformed(Exception):
+    """A file's content is not what its format promises (the caller adds the file's name)."""
+
+
+def _json_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON ``text`` nest, counted without recursion."""
+    skeleton = numpy.frombuffer(_JSON_STRING.sub("", text).encode(), dtype=numpy.uint8)
+    opens = (skeleton == ord("[")) | (skeleton == ord("{"))
+    closes = (skeleton == ord("]")) | (skeleton == ord("}"))
+    return int(numpy.cumsum(opens.astype(numpy.int64) - closes).max(initial=0))
+
+
+def _parse_json(text, what: str):
+    """``json.loads(text)``, refusing nesting deeper than ``MAX_NESTING`` (``json.loads`` and
+    the recursive decoders after it would raise RecursionError) with ``_Malformed``."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if _json_depth(text) > MAX_NESTING:
+            raise _Malformed(f"{what} nests more than {MAX_NESTING} levels deep")
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, ...
+        raise _Malformed(f"{what} is not valid JSON ({error})") from None
+
+
+def read_json(path, caller: str):
+    """The JSON value in the file ``path`` (a config, a tokenizer), parsed as ``load`` parses
+    metadata: invalid JSON and nesting deeper than ``MAX_NESTING`` get a ValueError naming
+    ``caller`` and the file, never a RecursionError."""
+    try:
+        return _parse_json(Path(path).read_bytes(), str(path))
+    except _Malformed as error:
+        raise ValueError(f"{caller}: {error}") from None
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entry(key: str, entry) -> tuple:
+    """``(begin, end)`` of a tensor's bytes, after checking its header entry."""
+    if not isinstance(entry, dict):
+        raise _Malformed(f"the header entry of tensor {key!r} is not an object (got "
+                         f"{type(entry).__name__})")
+    offsets, shape, dtype = entry.get("data_offsets"), entry.get("shape"), entry.get("dtype")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+            and offsets[0] <= offsets[1]):
+        raise _Malformed(f"tensor {key!r} needs data_offsets [begin, end] with "
+                         f"0 <= begin <= end, got {offsets!r}")
+    if not (isinstance(shape, list) and all(map(_is_count, shape))):
+        raise _Malformed(f"tensor {key!r} needs a shape of sizes >= 0, got {shape!r}")
+    if not isinstance(dtype, str):
+        raise _Malformed(f"tensor {key!r} needs a dtype name, got {dtype!r}")
+    size = math.prod(shape) * _ITEMSIZE.get(dtype, 0)
+    if dtype in _ITEMSIZE and size != offsets[1] - offsets[0]:
+        raise _Malformed(f"tensor {key!r} of shape {shape} and dtype {dtype} needs {size} "
+                         f"bytes, its data_offsets {offsets} hold {offsets[1] - offsets[0]}")
+    return tuple(offsets)
+
+
+def _check_header(header) -> int:
+    """Check a parsed safetensors header; returns how many bytes of data its tensors need."""
+    if not isinstance(header, dict):
+        raise _Malformed(f"the header is a JSON {type(header).__name__}, not an object")
+    metadata = header.get("__metadata__", {})
+    if not (isinstance(metadata, dict)
+            and all(isinstance(v, str) for v in metadata.values())):
+        raise _Malformed("the header's __metadata__ must map names to strings, got "
+                         f"{str(metadata)[:80]}")
+    spans = sorted((_check_entry(key, entry), key) for key, entry in header.items()
+                   if key != "__metadata__")
+    position = 0
+    for (begin, end), key in spans:  # safetensors wants the tensors back to back
+        if begin != position:
+            raise _Malformed(f"tensor {key!r} starts at byte {begin} of the data, where "
+                             f"{'a gap' if begin > position else 'an overlap'} with the tensor "
+                             f"before it (ending at byte {position}) begins")
+        position = end
+    return position
+
+
 def _read_header(data: bytes, path) -> dict:
+    """The checked safetensors header of the file ``path`` whose bytes are ``data``."""
     if len(data) < 8:
         raise ValueError(f"load: {path} is not a safetensors checkpoint (only {len(data)} bytes)")
     (length,) = struct.unpack("<Q", data[:8])
@@ -129,18 +231,16 @@ def _read_header(data: bytes, path) -> dict:
             f"file of {len(data)} bytes)"
         )
     try:
-        header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"load: {path} is not a safetensors file ({error})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"load: {path} is not a safetensors file (bad header)")
-    end = max((entry["data_offsets"][1] for key, entry in header.items()
-               if key != "__metadata__"), default=0)
-    if 8 + length + end > len(data):
-        raise ValueError(
-            f"load: {path} is truncated: its tensors need {8 + length + end} bytes, the file "
-            f"has {len(data)}"
-        )
+        header = _parse_json(data[8 : 8 + length], "the header")
+        end = 8 + length + _check_header(header)
+    except _Malformed as error:
+        raise ValueError(f"load: {path} is not a valid safetensors file: {error}") from None
+    if end > len(data):
+        raise ValueError(f"load: {path} is truncated: its tensors need {end} bytes, the file "
+                         f"has {len(data)}")
+    if end < len(data):
+        raise ValueError(f"load: {path} is not a valid safetensors file: {len(data) - end} "
+                         "bytes follow its last tensor")
     return header
 
 
@@ -165,40 +265,84 @@ def _placer(map_location, path):
     return original
 
 
+def _stored(node: dict, marker: str, arrays: dict):
+    """The stored array a ``__tensor__``/``__ndarray__`` node names, in the node's shape."""
+    key, shape = node.get(marker), node.get("shape")
+    if not isinstance(key, str) or key not in arrays:
+        raise _Malformed(f"its structure refers to a tensor {str(key)[:80]!r} that the file "
+                         "does not hold")
+    if not (isinstance(shape, list) and all(map(_is_count, shape))
+            and math.prod(shape) == arrays[key].size):
+        raise _Malformed(f"its structure gives tensor {key!r} (size {arrays[key].size}) the "
+                         f"shape {str(shape)[:80]}")
+    return key, arrays[key].reshape(shape)
+
+
 def _decode_tensor(node: dict, arrays: dict, place, cache: dict) -> Tensor:
     """The tensor a ``__tensor__`` node describes; nodes naming one stored key share memory,
     and those that also agree on being a Parameter and requiring grad are one object."""
-    key = node["__tensor__"]
+    key, array = _stored(node, "__tensor__", arrays)
+    parameter, requires_grad, device = (node.get("parameter", False), node.get("requires_grad"),
+                                        node.get("device"))
+    if not (isinstance(parameter, bool) and isinstance(requires_grad, bool)
+            and isinstance(device, str)):
+        raise _Malformed(f"its structure describes tensor {key!r} with parameter="
+                         f"{parameter!r}, requires_grad={requires_grad!r}, device={device!r} "
+                         "(expected two bools and a device name)")
+    if requires_grad and array.dtype.kind not in "fc":
+        raise _Malformed(f"its structure says tensor {key!r} of dtype {array.dtype} requires "
+                         "grad; only floating point tensors can")
     if key not in cache:  # placed once, however many entries refer to it
-        cache[key] = place(Tensor._make(arrays[key].reshape(node["shape"])), node["device"])
-    flavour = (key, bool(node.get("parameter")), bool(node["requires_grad"]))
+        try:
+            Device(device)
+        except ValueError as error:
+            raise _Malformed(f"tensor {key!r} was saved on an unknown device ({error})") from None
+        cache[key] = place(Tensor._make(array), device)
+    flavour = (key, parameter, requires_grad)
     if flavour not in cache:
         from seqlib.nn.parameter import Parameter
 
         array = cache[key]._array
-        if flavour[1]:
-            cache[flavour] = Parameter(Tensor._make(array), requires_grad=flavour[2])
+        if parameter:
+            cache[flavour] = Parameter(Tensor._make(array), requires_grad=requires_grad)
         else:
-            cache[flavour] = Tensor._make(array).requires_grad_(flavour[2])
+            cache[flavour] = Tensor._make(array).requires_grad_(requires_grad)
     return cache[flavour]
 
 
 def _decode(node, arrays: dict, place, cache: dict):
-    if isinstance(node, dict):
-        if "__tensor__" in node:
-            return _decode_tensor(node, arrays, place, cache)
-        if "__ndarray__" in node:
-            return arrays[node["__ndarray__"]].reshape(node["shape"])
-        if "__dict__" in node:
-            return {_decode(k, arrays, place, cache): _decode(v, arrays, place, cache)
-                    for k, v in node["__dict__"]}
-        if "__tuple__" in node:
-            return tuple(_decode(v, arrays, place, cache) for v in node["__tuple__"])
-        if "__list__" in node:
-            return [_decode(v, arrays, place, cache) for v in node["__list__"]]
+    """The object a structure node describes (loops, not comprehensions: each level of
+    nesting costs one Python frame, which ``MAX_NESTING`` bounds)."""
     if isinstance(node, list):  # a tuple used as a dict key comes back as a list from JSON
-        return tuple(_decode(v, arrays, place, cache) for v in node)
-    return node
+        node = {"__tuple__": node}
+    if not isinstance(node, dict):
+        return node  # a number, a string, a bool or None
+    if "__tensor__" in node:
+        return _decode_tensor(node, arrays, place, cache)
+    if "__ndarray__" in node:
+        return _stored(node, "__ndarray__", arrays)[1]
+    marker = next((m for m in ("__dict__", "__tuple__", "__list__") if m in node), None)
+    items = node.get(marker)
+    if not isinstance(items, list):
+        raise _Malformed(f"its structure holds an object that is none of the kinds seqlib "
+                         f"writes: {str(node)[:80]}")
+    decoded = []
+    for item in items:
+        if marker != "__dict__":
+            decoded.append(_decode(item, arrays, place, cache))
+            continue
+        if not (isinstance(item, list) and len(item) == 2):
+            raise _Malformed(f"its structure holds a dict entry that is not a [key, value] "
+                             f"pair: {str(item)[:80]}")
+        key = _decode(item[0], arrays, place, cache)
+        try:
+            hash(key)
+        except TypeError:
+            raise _Malformed(f"its structure holds a dict key that cannot be one: "
+                             f"{str(item[0])[:80]}") from None
+        decoded.append((key, _decode(item[1], arrays, place, cache)))
+    return dict(decoded) if marker == "__dict__" else (
+        tuple(decoded) if marker == "__tuple__" else decoded)
 
 
 def load(path, map_location=None):
@@ -214,7 +358,9 @@ def load(path, map_location=None):
         the saved object.
     Raises:
         FileNotFoundError, or ValueError naming the file if it is truncated, not a
-        safetensors file, or written in a format version this seqlib cannot read.
+        safetensors file, malformed (header entries, offsets, metadata or structure that do
+        not fit together; JSON nested more than ``MAX_NESTING`` levels), or written in a
+        format version this seqlib cannot read.
     """
     from safetensors.numpy import load as parse
 
@@ -234,4 +380,10 @@ def load(path, map_location=None):
             f"load: {path} is in seqlib format version {metadata.get('version')!r}; this "
             f"seqlib reads versions {', '.join(READABLE_VERSIONS)} (a newer seqlib wrote it?)"
         )
-    return _decode(json.loads(metadata["structure"]), arrays, place, {})
+    try:
+        if not isinstance(metadata.get("structure"), str):
+            raise _Malformed("its metadata has no 'structure' entry")
+        structure = _parse_json(metadata["structure"], "its 'structure' metadata")
+        return _decode(structure, arrays, place, {})
+    except _Malformed as error:
+        raise ValueError(f"load: {path} is not a valid seqlib file: {error}") from None

@@ -15,7 +15,7 @@ class CharTokenizer:
     """
 
     def __init__(self, vocab=None):
-        self.vocab = list(vocab) if vocab is not None else None
+        self.vocab = _check_vocab(vocab) if vocab is not None else None
         self._ids = {ch: i for i, ch in enumerate(self.vocab)} if self.vocab else None
 
     @classmethod
@@ -45,14 +45,10 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids) -> str:
-        """The text of token ids."""
+        """The text of token ids (ints in ``[0, vocab_size)``; anything else raises)."""
         self._check()
-        try:
-            return "".join(self.vocab[int(i)] for i in ids)
-        except IndexError:
-            raise ValueError(
-                f"CharTokenizer.decode: ids must be in [0, {len(self.vocab)})"
-            ) from None
+        return "".join(self.vocab[i] for i in token_ids(ids, len(self.vocab),
+                                                        "CharTokenizer.decode"))
 
     def encode_batch(self, texts) -> list:
         """``encode`` for each text."""
@@ -69,14 +65,26 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path) -> CharTokenizer:
-        """Read a tokenizer written by ``save``."""
+        """Read a tokenizer written by ``save``.
+
+        Raises:
+            FileNotFoundError, or ValueError naming the file if it is not a character
+            tokenizer's JSON (``{"type": "char", "vocab": [distinct characters]}``).
+        """
+        from seqlib.serialization import read_json
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"CharTokenizer.load: no such file: {path}")
-        data = json.loads(path.read_text())
-        if data.get("type") != "char":
-            raise ValueError(f"CharTokenizer.load: {path} is not a character tokenizer")
-        return cls(data["vocab"])
+        data = read_json(path, "CharTokenizer.load")
+        if not (isinstance(data, dict) and data.get("type") == "char" and "vocab" in data):
+            raise ValueError(f"CharTokenizer.load: {path} is not a character tokenizer: it is "
+                             'not {"type": "char", "vocab": [...]}')
+        try:
+            return cls(data["vocab"])
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"CharTokenizer.load: {path} is not a character tokenizer: "
+                             f"{error}") from None
 
 
 class SentencePieceTokenizer:
@@ -139,17 +147,41 @@ class SentencePieceTokenizer:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SentencePieceTokenizer:
+        """A tokenizer from the bytes of a ``.model`` file.
+
+        Raises:
+            TypeError if ``data`` is not bytes, ValueError if it is not a SentencePiece model.
+        """
+        return cls._parse(data, "SentencePieceTokenizer.from_bytes: the data")
+
+    @classmethod
+    def _parse(cls, data, source: str) -> SentencePieceTokenizer:
         import sentencepiece
 
-        return cls(sentencepiece.SentencePieceProcessor(model_proto=data), data)
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"{source} must be bytes, got {type(data).__name__}")
+        if not data:  # SentencePiece itself would give an empty tokenizer
+            raise ValueError(f"{source} is empty, not a SentencePiece model")
+        try:
+            processor = sentencepiece.SentencePieceProcessor(model_proto=bytes(data))
+        except (RuntimeError, OSError) as error:
+            raise ValueError(f"{source} is not a SentencePiece model ({error})") from None
+        if processor.get_piece_size() < 1:
+            raise ValueError(f"{source} is a SentencePiece model without pieces")
+        return cls(processor, bytes(data))
 
     @classmethod
     def load(cls, path) -> SentencePieceTokenizer:
-        """Load a ``.model`` file."""
+        """Load a ``.model`` file.
+
+        Raises:
+            FileNotFoundError, or ValueError naming the file if it is empty or not a
+            SentencePiece model.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"SentencePieceTokenizer.load: no such file: {path}")
-        return cls.from_bytes(path.read_bytes())
+        return cls._parse(path.read_bytes(), f"SentencePieceTokenizer.load: {path}")
 
     def save(self, path) -> None:
         """Write the ``.model`` file."""
@@ -190,10 +222,11 @@ class SentencePieceTokenizer:
         return ([self.bos_id] if add_bos else []) + ids + ([self.eos_id] if add_eos else [])
 
     def decode(self, ids) -> str:
-        """The text of token ids (bos/eos/pad are dropped)."""
+        """The text of token ids (ints in ``[0, vocab_size)``; bos/eos/pad are dropped)."""
         self._check()
         special = {self.bos_id, self.eos_id, self.pad_id}
-        return self._processor.decode([int(i) for i in ids if int(i) not in special])
+        ids = token_ids(ids, self.vocab_size, "SentencePieceTokenizer.decode")
+        return self._processor.decode([i for i in ids if i not in special])
 
     def encode_batch(self, texts, add_bos: bool = False, add_eos: bool = False) -> list:
         """``encode`` for each text."""
@@ -202,6 +235,45 @@ class SentencePieceTokenizer:
     def decode_batch(self, batch) -> list:
         """``decode`` for each id list."""
         return [self.decode(ids) for ids in batch]
+
+
+def token_ids(ids, vocab_size: int, caller: str) -> list:
+    """``ids`` (a list, NumPy array or Tensor of ints) as a list of ints in
+    ``[0, vocab_size)``; raises TypeError or ValueError naming the first id that is not."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, (int, str)):
+        raise TypeError(f"{caller}: ids must be a sequence of token ids, got {ids!r}")
+    checked = []
+    for position, value in enumerate(ids):
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+            value = value.item()  # a NumPy scalar or a 0-d tensor
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{caller}: token ids must be ints, got {value!r} "
+                            f"({type(value).__name__}) at position {position}")
+        if not 0 <= value < vocab_size:
+            raise ValueError(f"{caller}: token id {value} at position {position} is not in "
+                             f"the vocabulary [0, {vocab_size})")
+        checked.append(value)
+    return checked
+
+
+def _check_vocab(vocab) -> list:
+    """``vocab`` (characters, or a string of them) as a list of distinct single characters,
+    or a clear error."""
+    if not hasattr(vocab, "__iter__") or isinstance(vocab, dict):
+        raise TypeError(f"CharTokenizer: vocab must be a list of characters, got "
+                        f"{type(vocab).__name__}")
+    vocab = list(vocab)
+    bad = next((v for v in vocab if not (isinstance(v, str) and len(v) == 1)), None)
+    if bad is not None:
+        raise TypeError(f"CharTokenizer: vocab must hold single characters, got {bad!r}")
+    if not vocab:
+        raise ValueError("CharTokenizer: vocab is empty")
+    if len(set(vocab)) != len(vocab):
+        twice = next(v for i, v in enumerate(vocab) if v in vocab[:i])
+        raise ValueError(f"CharTokenizer: vocab holds {twice!r} twice")
+    return vocab
 
 
 def load_tokenizer(path):

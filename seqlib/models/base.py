@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from pathlib import Path
 
+from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -27,25 +31,39 @@ class PretrainedModel(Module):
         a tied weight stored once under its first name (the others in the ``aliases``
         metadata), so ``safetensors.torch.load_model`` loads it into a PyTorch twin.
 
+        The directory ends up holding this model's tokenizer and no other: a tokenizer file
+        already there (``tokenizer.json``, ``tokenizer.model``) that is not the one written now
+        is removed, also when no tokenizer is saved, so that ``from_pretrained`` never pairs the
+        model with a stale tokenizer whose ids the model cannot embed.
+
         Args:
             directory: where to write.
-            tokenizer: the tokenizer to save with the model (default ``self.tokenizer``).
+            tokenizer: the tokenizer to save with the model (default ``self.tokenizer``); its
+                ``vocab_size`` must not exceed the model's.
         Returns:
             ``directory`` as a ``Path``.
         """
         from seqlib.atomic_write import atomic_write
         from seqlib.serialization import save
 
+        tokenizer = tokenizer or self.tokenizer
+        name = None
+        if tokenizer is not None:
+            _check_tokenizer_fits(tokenizer.vocab_size, self.config.vocab_size, "save_pretrained",
+                                  "the tokenizer")
+            name = TOKENIZERS[0] if type(tokenizer).__name__ == "CharTokenizer" else TOKENIZERS[1]
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        for stale in TOKENIZERS:  # first, so that no crash leaves new weights with one
+            if stale != name:
+                (directory / stale).unlink(missing_ok=True)
         config = {"model_type": self.model_type, **dataclasses.asdict(self.config)}
         with atomic_write(directory / CONFIG) as temporary:
             temporary.write_text(json.dumps(config, indent=2) + "\n")
         save(self.state_dict(), directory / WEIGHTS)
-        tokenizer = tokenizer or self.tokenizer
         if tokenizer is not None:
-            name = TOKENIZERS[0] if type(tokenizer).__name__ == "CharTokenizer" else TOKENIZERS[1]
-            tokenizer.save(directory / name)
+            with atomic_write(directory / name) as temporary:
+                tokenizer.save(temporary)
         return directory
 
     @classmethod
@@ -99,33 +117,127 @@ class PretrainedModel(Module):
 
 
 def from_pretrained(directory, map_location=None, expected=None):
-    """The model saved in ``directory`` by ``save_pretrained``, whatever its type."""
-    from seqlib.models import MODEL_TYPES
+    """The model saved in ``directory`` by ``save_pretrained``, whatever its type.
+
+    Raises:
+        FileNotFoundError: ``directory`` has no ``config.json``.
+        ValueError, naming the file: ``config.json`` is not a JSON object of the model's
+            config fields with values of their types, ``model.safetensors`` is corrupt or does
+            not fit the model, or the tokenizer is corrupt, ambiguous (two of them), or can
+            produce ids the model cannot embed.
+        TypeError: the model is not an ``expected``.
+    """
     from seqlib.serialization import load
     from seqlib.tokenizers import load_tokenizer
 
     directory = Path(directory)
     if not (directory / CONFIG).is_file():
         raise FileNotFoundError(f"from_pretrained: {directory} has no {CONFIG}")
-    config = json.loads((directory / CONFIG).read_text())
-    model_type = config.pop("model_type", None)
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"from_pretrained: unknown model_type {model_type!r} in "
-                         f"{directory / CONFIG}; known: {sorted(MODEL_TYPES)}")
-    cls = MODEL_TYPES[model_type]
+    cls, config = _read_config(directory / CONFIG)
     if expected is not None and not issubclass(cls, expected):
         raise TypeError(f"from_pretrained: {directory} holds a {cls.__name__}, not a "
                         f"{expected.__name__}")
-    model = cls(cls.config_class(**config))
-    state = _with_tied_entries(model, load(directory / WEIGHTS, map_location))
+    try:
+        model = cls(config)
+    except (ValueError, TypeError, AttributeError, RuntimeError) as error:
+        raise ValueError(f"from_pretrained: {directory / CONFIG} does not describe a valid "
+                         f"{cls.__name__}: {error}") from error
+    state = load(directory / WEIGHTS, map_location)
+    if not (isinstance(state, dict) and all(isinstance(t, Tensor) for t in state.values())):
+        raise ValueError(f"from_pretrained: {directory / WEIGHTS} holds a "
+                         f"{type(state).__name__}, not a state_dict of named tensors")
+    state = _with_tied_entries(model, state)
     floating = [t.dtype for t in state.values() if t.is_floating_point()]
     if floating:  # keep the saved precision (the model was built in the default dtype)
         model.to(floating[0])
-    model.load_state_dict(state)
-    for name in TOKENIZERS:
-        if (directory / name).is_file():
-            model.tokenizer = load_tokenizer(directory / name)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"from_pretrained: {directory / WEIGHTS} does not fit the "
+                         f"{cls.__name__} of {directory / CONFIG}: {error}") from error
+    found = [name for name in TOKENIZERS if (directory / name).is_file()]
+    if len(found) > 1:
+        raise ValueError(f"from_pretrained: {directory} holds two tokenizers, {found[0]} and "
+                         f"{found[1]} (an older save_pretrained left one behind); remove the "
+                         "one that is not the model's")
+    if found:
+        tokenizer = load_tokenizer(directory / found[0])
+        _check_tokenizer_fits(tokenizer.vocab_size, config.vocab_size, "from_pretrained",
+                              f"the tokenizer {directory / found[0]}")
+        model.tokenizer = tokenizer
     return model.eval()
+
+
+def _check_tokenizer_fits(tokenizer_size: int, model_size: int, caller: str, what: str) -> None:
+    """Refuse a tokenizer that can produce ids the model has no embedding for (a smaller one
+    is fine, as in Hugging Face: embeddings are often padded to a round size)."""
+    if tokenizer_size > model_size:
+        raise ValueError(f"{caller}: {what} has vocab_size {tokenizer_size}, larger than the "
+                         f"model's vocab_size {model_size}: its ids {model_size} and up have "
+                         "no embedding")
+
+
+def _read_config(path: Path) -> tuple:
+    """``(model class, config)`` from a ``config.json``, every key and value checked."""
+    from seqlib.models import MODEL_TYPES
+    from seqlib.serialization import read_json
+
+    config = read_json(path, "from_pretrained")
+    if not isinstance(config, dict):
+        raise ValueError(f"from_pretrained: {path} must hold a JSON object of the model's "
+                         f"config, got a JSON {type(config).__name__}")
+    model_type = config.pop("model_type", None)
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
+        raise ValueError(f"from_pretrained: unknown model_type {model_type!r} in "
+                         f"{path}; known: {sorted(MODEL_TYPES)}")
+    cls = MODEL_TYPES[model_type]
+    fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise ValueError(f"from_pretrained: {path} has unknown key(s) {unknown} for a "
+                         f"{cls.__name__}; known: {sorted(fields)}")
+    missing = [name for name, f in fields.items() if name not in config
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"from_pretrained: {path} lacks the key(s) {missing}")
+    hints = typing.get_type_hints(cls.config_class)
+    for name, value in config.items():
+        expected = _describe_if_wrong(value, hints[name])
+        if expected:
+            raise ValueError(f"from_pretrained: {path}: {name!r} must be {expected}, got "
+                             f"{value!r}")
+    return cls, cls.config_class(**config)
+
+
+def _describe_if_wrong(value, hint) -> str | None:
+    """None if ``value`` (from JSON) fits the type ``hint`` of a config field, else what it
+    should be. Every int of a config is a size, so it must be >= 1."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    wanted = []
+    for option in options:
+        if option is type(None):
+            wanted.append("null")
+        elif option is int:
+            wanted.append("an integer >= 1")
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                return None
+        elif option is float:
+            wanted.append("a finite number")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                return None
+        else:
+            origin = typing.get_origin(option) or option
+            wanted.append(_JSON_NAMES.get(origin, f"a {origin.__name__}"))
+            if isinstance(value, origin):
+                return None
+    return " or ".join(wanted)
+
+
+_JSON_NAMES = {bool: "true or false", str: "a string", dict: "a JSON object",
+               list: "a JSON array"}
 
 
 def _with_tied_entries(model: Module, state: dict) -> dict:

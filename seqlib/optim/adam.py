@@ -32,19 +32,14 @@ class Adam(Optimizer):
 
     decoupled = False
 
+    _non_negative = (("lr", "learning rate"), ("eps", "epsilon value"),
+                     ("weight_decay", "weight_decay value"))
+
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        self._check_options(dict(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay))
         options = implementation_options(foreach, differentiable, capturable=capturable,
                                          fused=fused)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,

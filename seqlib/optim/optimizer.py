@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections import defaultdict
 
 from seqlib.core.backend import get_array_module
@@ -25,6 +27,36 @@ class Optimizer:
             entry and per-group options.
         defaults: the default options of every group.
     """
+
+    # (option, how PyTorch's messages name it): numbers >= 0, and numbers that are not NaN
+    _non_negative: tuple = ()
+    _not_nan: tuple = ()
+
+    @classmethod
+    def _check_options(cls, options: dict) -> None:
+        """Raise as PyTorch does for the options in ``options`` out of their range, with
+        PyTorch's messages (``Invalid learning rate: -1``), and also for NaN, which PyTorch
+        lets through in places (``SGD(lr=nan)``) and which turns every parameter into NaN;
+        a value that is not a number at all gets a TypeError naming the option."""
+        for name, label in cls._non_negative + cls._not_nan:
+            value = options.get(name, required)
+            if value is required:  # SGD's lr when it is not given
+                continue
+            _check_number(name, label, value)
+            least = 0.0 if (name, label) in cls._non_negative else -math.inf
+            if not value >= least:  # NaN fails this too
+                raise ValueError(f"Invalid {label}: {value}")
+        if "betas" in options:
+            betas = options["betas"]
+            if not isinstance(betas, (tuple, list)):
+                raise TypeError(f"Invalid betas: {betas!r} (expected a pair (beta1, beta2), "
+                                f"got {type(betas).__name__})")
+            if len(betas) != 2:
+                raise ValueError(f"Invalid betas: {betas!r} (expected a pair (beta1, beta2))")
+            for i, beta in enumerate(betas):
+                _check_number(f"betas[{i}]", f"beta parameter at index {i}", beta)
+                if not 0.0 <= beta < 1.0:
+                    raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
@@ -62,6 +94,7 @@ class Optimizer:
                     f"parameter {name}"
                 )
             group.setdefault(name, default)
+        self._check_options(group)
         existing = {id(p) for g in self.param_groups for p in g["params"]}
         if existing & {id(p) for p in group["params"]}:
             raise ValueError("some parameters appear in more than one parameter group")
@@ -171,6 +204,14 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+def _check_number(name: str, label: str, value) -> None:
+    """A TypeError naming the option unless ``value`` is a real number (not a bool, nor a
+    Tensor: seqlib's optimizers take plain numbers)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"Invalid {label}: {value!r} ({name} must be a real number, got "
+                        f"{type(value).__name__})")
 
 
 def implementation_options(foreach: bool | None = None, differentiable: bool = False,

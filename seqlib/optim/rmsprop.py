@@ -23,19 +23,19 @@ class RMSprop(Optimizer):
         differentiable: must be False (seqlib updates parameters outside autograd).
     """
 
+    _non_negative = (("lr", "learning rate"), ("eps", "epsilon value"),
+                     ("momentum", "momentum value"), ("weight_decay", "weight_decay value"),
+                     ("alpha", "alpha value"))
+
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
                  capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
                  differentiable: bool = False):
-        for name, value in (("learning rate", lr), ("epsilon value", eps),
-                            ("momentum value", momentum), ("weight_decay value", weight_decay),
-                            ("alpha value", alpha)):
-            if value < 0.0:
-                raise ValueError(f"Invalid {name}: {value}")
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize)
+        self._check_options(defaults)
         options = implementation_options(foreach, differentiable, capturable=capturable)
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize,
-                                      **options))
+        super().__init__(params, {**defaults, **options})
 
     def _update(self, param, grad, state, group):
         p = param._array

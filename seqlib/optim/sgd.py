@@ -25,22 +25,26 @@ class SGD(Optimizer):
         differentiable: must be False (seqlib updates parameters outside autograd).
     """
 
+    _non_negative = (("lr", "learning rate"), ("momentum", "momentum value"),
+                     ("weight_decay", "weight_decay value"))
+    _not_nan = (("dampening", "dampening value"),)  # PyTorch takes any dampening
+
     def __init__(self, params, lr=required, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, differentiable: bool = False,
                  fused: bool | None = None):
-        if lr is not required and lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        self._check_options(defaults)
         options = implementation_options(foreach, differentiable, fused=fused)
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize, **options))
+        super().__init__(params, {**defaults, **options})
+
+    @classmethod
+    def _check_options(cls, options: dict) -> None:
+        super()._check_options(options)
+        if options.get("nesterov") and (options.get("momentum", 0) <= 0
+                                        or options.get("dampening", 0) != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, param, grad, state, group):
         p = param._array
