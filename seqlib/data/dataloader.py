@@ -59,7 +59,8 @@ class DataLoader:
         pin_memory: accepted and ignored (no pinned memory on NumPy).
         worker_init_fn: called with the worker id in each worker process once, after its
             first seeding.
-        prefetch_factor: batches in flight per worker.
+        prefetch_factor: batches in flight per worker, at least 1 (default 2 with workers);
+            only valid with ``num_workers > 0``, as in PyTorch.
         persistent_workers: keep the worker processes (and their copy of the dataset) alive
             from one epoch to the next instead of starting new ones; needs ``num_workers > 0``.
             Each epoch still reseeds them from ``generator``, so the batches are the same as
@@ -75,7 +76,7 @@ class DataLoader:
     def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool = False, sampler=None,
                  drop_last: bool = False, collate_fn=None, num_workers: int = 0,
                  generator=None, pin_memory: bool = False, worker_init_fn=None,
-                 prefetch_factor: int = 2, persistent_workers: bool = False,
+                 prefetch_factor: int | None = None, persistent_workers: bool = False,
                  timeout: float = 0):
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
         self.num_workers, self.generator = num_workers, generator
@@ -86,6 +87,15 @@ class DataLoader:
             raise ValueError(f"num_workers option should be non-negative, got {num_workers}")
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("prefetch_factor option could only be specified in multiprocessing: "
+                             "let num_workers > 0 to enable multiprocessing, otherwise set "
+                             "prefetch_factor to None")
+        if num_workers > 0:
+            self.prefetch_factor = 2 if prefetch_factor is None else prefetch_factor
+            if self.prefetch_factor < 1:  # 0 would load no batch at all
+                raise ValueError("prefetch_factor option should be at least 1 with "
+                                 f"num_workers > 0, got {prefetch_factor}")
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
         self._pool = None  # the persistent workers, once started
