@@ -9,12 +9,17 @@ regression fails instead of hanging CI.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
+import os
 import signal
+import time
 
+import numpy
 import pytest
 
 import seqlib as sl
-from seqlib.data import DataLoader, TensorDataset
+from seqlib.data import DataLoader, Dataset, TensorDataset
 
 GUARD_SECONDS = 30
 
@@ -30,6 +35,135 @@ def _wall_clock_guard():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+class Faulty(Dataset):
+    """Eight samples ``[index, pid of the loading process]``; sample ``at`` misbehaves as
+    ``fault`` says, and samples from ``hang_from`` on take a minute (busy workers)."""
+
+    def __init__(self, fault=None, at=3, hang_from=None):
+        self.fault, self.at, self.hang_from = fault, at, hang_from
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == self.at:
+            if self.fault == "exit":
+                os._exit(3)
+            if self.fault == "oom":  # NOTE: the kernel's OOM killer ends a process with SIGKILL
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.fault == "interrupt":
+                raise KeyboardInterrupt
+            if self.fault == "system-exit":
+                raise SystemExit(4)
+        if self.hang_from is not None and i >= self.hang_from:
+            time.sleep(60)
+        return sl.tensor([i, os.getpid()])
+
+
+def worker_pids(before=frozenset()) -> set:
+    """The pids of this process's live children, less ``before`` (another test's leftovers)."""
+    return {child.pid for child in multiprocessing.active_children()} - before
+
+
+def reaped(pid: int) -> bool:
+    """Whether ``pid`` is no child of this process any more: it exited and was waited for."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+# ---- a worker that dies or stops is reported at once, by id, with its reason ----------------
+DEATHS = {
+    "exit": r"DataLoader worker 1 \(pid \d+\) exited unexpectedly with exit code 3",
+    "oom": r"DataLoader worker 1 \(pid \d+\) was killed by signal SIGKILL \(Killed\).*memory",
+}
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("fault", sorted(DEATHS))
+def test_a_worker_that_dies_or_stops_is_reported_in_seconds(fault, persistent):
+    before = worker_pids()
+    dataset = Faulty(fault, at=3, hang_from=4)  # batch 3 goes to worker 1; later ones hang
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, persistent_workers=persistent)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=DEATHS[fault]):
+        for _ in loader:
+            pass
+    assert time.monotonic() - start < 3
+    assert not worker_pids(before)  # the other, busy worker was stopped too
+    dataset.fault = dataset.hang_from = None  # the next epoch starts new workers
+    assert [int(batch[0, 0]) for batch in loader] == list(range(8))
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_a_worker_killed_from_outside_is_reported_in_seconds(persistent):
+    before = worker_pids()
+    loader = DataLoader(Faulty(hang_from=2), batch_size=1, num_workers=2,
+                        persistent_workers=persistent)
+    iterator = iter(loader)
+    victim = int(next(iterator)[0, 1])  # batch 0 came from worker 0, now busy with batch 2
+    os.kill(victim, signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=rf"DataLoader worker 0 \(pid {victim}\) was killed "
+                                           r"by signal SIGKILL \(Killed\)"):
+        for _ in iterator:
+            pass
+    assert time.monotonic() - start < 3 and reaped(victim) and not worker_pids(before)
+
+
+class Large(Dataset):
+    """Samples of 16 MB: a batch takes many writes to go through a pipe."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return numpy.full(2_000_000, float(i))
+
+
+def test_a_worker_killed_in_the_middle_of_sending_a_batch_is_reported():
+    before = worker_pids()
+    iterator = iter(DataLoader(Large(), batch_size=1, num_workers=1))
+    assert float(next(iterator)[0, 0]) == 0.0
+    (victim,) = worker_pids(before)
+    time.sleep(1.0)  # the worker is now blocked half-way through sending batch 1
+    os.kill(victim, signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"DataLoader worker 0 .* killed by signal SIGKILL"):
+        next(iterator)  # half a message, then the end of the pipe: no wait for the rest
+    assert time.monotonic() - start < 3 and reaped(victim)
+
+
+# ---- leaving early -------------------------------------------
+@pytest.mark.parametrize("how", ["break", "del", "gc"])
+def test_leaving_an_epoch_early_returns_at_once_and_reaps_the_workers(how):
+    before = worker_pids()
+    loader = DataLoader(Faulty(hang_from=2), batch_size=1, num_workers=2)  # workers are busy
+    if how == "break":
+        for _ in loader:
+            pids = worker_pids(before)
+            start = time.monotonic()
+            break
+    elif how == "del":
+        iterator = iter(loader)
+        next(iterator)
+        pids = worker_pids(before)
+        start = time.monotonic()
+        del iterator
+    else:
+        cycle = [iter(loader)]
+        cycle.append(cycle)  # only the garbage collector frees it
+        next(cycle[0])
+        pids = worker_pids(before)
+        start = time.monotonic()
+        del cycle
+        gc.collect()
+    assert time.monotonic() - start < 2
+    assert len(pids) == 2 and all(reaped(pid) for pid in pids) and not worker_pids(before)
 
 
 # ---- prefetch_factor --------------------------------------------------------------------

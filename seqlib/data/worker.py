@@ -1,20 +1,24 @@
 """DataLoader worker processes: batches loaded in parallel, handed back in order, shut down
-surely (on completion, error, timeout, abandonment and garbage collection)."""
+surely (on completion, error, timeout, abandonment and garbage collection), and a worker that
+dies reported in the main process at once, by id, with its exit code or signal."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import multiprocessing
 import os
 import queue
+import signal
 import time
 import traceback
 import weakref
+from multiprocessing.connection import wait
 
 from seqlib.core.random import manual_seed
 
-# How often a waiting main process checks that its workers are alive, and a waiting worker that
-# its main process is (PyTorch's MP_STATUS_CHECK_INTERVAL).
+# How often an idle worker checks that its main process is alive (PyTorch's
+# MP_STATUS_CHECK_INTERVAL).
 STATUS_CHECK_INTERVAL = 5.0
 
 
@@ -28,18 +32,27 @@ class WorkerPool:
 
     def __init__(self, loader):
         context = multiprocessing.get_context("fork")
-        self.results = context.Queue()  # (epoch, batch index, batch or WorkerError)
         self.tasks = [context.Queue() for _ in range(loader.num_workers)]  # one per worker
-        self.workers = [
-            context.Process(target=_worker_loop, daemon=True,
-                            args=(loader, worker_id, tasks, self.results, os.getpid()))
-            for worker_id, tasks in enumerate(self.tasks)
-        ]
-        for worker in self.workers:
-            worker.start()
+        self.results = []  # one pipe per worker: (epoch, batch index, batch or WorkerError)
+        self.workers = []
+        self.received = collections.deque()  # results read, not yet handed out
         self.epoch = 0  # epochs started; results of older ones are dropped on arrival
         self._finalizer = weakref.finalize(self, stop_workers, self.workers, self.tasks,
-                                           os.getpid(), 1.0)
+                                           self.results, os.getpid(), 1.0)
+        for worker_id, tasks in enumerate(self.tasks):
+            reader, writer = context.Pipe(duplex=False)
+            self.results.append(reader)
+            worker = context.Process(target=_worker_loop, daemon=True,
+                                     args=(loader, worker_id, tasks, writer, os.getpid(),
+                                           list(self.results)))
+            try:
+                worker.start()
+            finally:
+                # NOTE: closed here before the next fork, so the worker holds the only writing
+                # end: its death reads as the end of the pipe, even half-way through a batch,
+                # never as a wait for bytes that cannot come
+                writer.close()
+            self.workers.append(worker)
 
     @property
     def closed(self) -> bool:
@@ -49,8 +62,8 @@ class WorkerPool:
         """Stop the workers: ask them, wait up to ``grace`` seconds, then terminate them."""
         detached = self._finalizer.detach()
         if detached is not None:
-            _, _, (workers, tasks, owner, _), _ = detached
-            stop_workers(workers, tasks, owner, grace)
+            _, _, (workers, tasks, results, owner, _), _ = detached
+            stop_workers(workers, tasks, results, owner, grace)
 
     def run_epoch(self, base_seed: int, index_groups, prefetch_factor: int, timeout: float):
         """Yield the batches for ``index_groups`` (lists of dataset indices), in order.
@@ -78,7 +91,13 @@ class WorkerPool:
         done, waiting = 0, {}
         while done < sent:
             while done not in waiting:
-                batch_epoch, batch_index, result = self._next_result(timeout)
+                try:
+                    batch_epoch, batch_index, result = self._next_result(timeout)
+                except BaseException:
+                    # a dead or stuck worker, or a Ctrl-C (perhaps half-way through reading a
+                    # batch): these workers are not reusable
+                    self.close(grace=0.0)
+                    raise
                 if batch_epoch == epoch:
                     waiting[batch_index] = result
             result = waiting.pop(done)
@@ -93,27 +112,54 @@ class WorkerPool:
                 raise RuntimeError("this DataLoader iterator was abandoned: a newer epoch "
                                    "started on the same persistent workers")
 
-    def _next_result(self, timeout: float):
+    def _next_result(self, timeout: float) -> tuple:
+        """The next ``(epoch, batch index, batch or WorkerError)`` from any worker.
+
+        Raises:
+            RuntimeError: a worker died (named, with its exit code or signal), or nothing came
+                within ``timeout`` seconds (0: no limit).
+        """
         deadline = time.monotonic() + timeout if timeout else None
-        while True:
-            wait = STATUS_CHECK_INTERVAL
-            if deadline is not None:
-                wait = max(min(wait, deadline - time.monotonic()), 0.0)
-            try:
-                return self.results.get(timeout=wait)
-            except queue.Empty:
-                pass
-            dead = [str(worker.pid) for worker in self.workers if not worker.is_alive()]
-            if dead:
-                self.close(grace=0.0)
-                raise RuntimeError(f"DataLoader worker (pid(s) {', '.join(dead)}) exited "
-                                   "unexpectedly")
-            if deadline is not None and time.monotonic() >= deadline:
-                self.close(grace=0.0)  # a worker is stuck: these workers are not reusable
+        while not self.received:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready = wait(self.results + [worker.sentinel for worker in self.workers], left)
+            if not ready:
                 raise RuntimeError(f"DataLoader timed out after {timeout} seconds")
+            for worker_id, (reader, worker) in enumerate(zip(self.results, self.workers)):
+                if reader in ready:
+                    self._receive(worker_id)
+                elif worker.sentinel in ready:  # it exited: what it sent before comes first
+                    while reader.poll():
+                        self._receive(worker_id)
+                    raise self._death(worker_id)
+        return self.received.popleft()
+
+    def _receive(self, worker_id: int) -> None:
+        """Read one result from worker ``worker_id``, or raise if its pipe has ended."""
+        try:
+            self.received.append(self.results[worker_id].recv())
+        except (EOFError, OSError):  # the worker is gone, perhaps half-way through a batch
+            raise self._death(worker_id) from None
+
+    def _death(self, worker_id: int) -> RuntimeError:
+        """The error that says how worker ``worker_id`` ended."""
+        worker = self.workers[worker_id]
+        worker.join(1.0)  # the end of its pipe may come a moment before its exit status
+        name = f"DataLoader worker {worker_id} (pid {worker.pid})"
+        if worker.exitcode is None:
+            return RuntimeError(f"{name} closed its connection to the main process")
+        if worker.exitcode >= 0:
+            return RuntimeError(f"{name} exited unexpectedly with exit code {worker.exitcode}")
+        number = -worker.exitcode
+        message = (f"{name} was killed by signal {signal.Signals(number).name} "
+                   f"({signal.strsignal(number)})")
+        if number == signal.SIGKILL:
+            message += (". The kernel's out-of-memory killer sends SIGKILL: if the worker ran "
+                        "out of memory, use fewer workers or smaller batches")
+        return RuntimeError(message)
 
 
-def stop_workers(workers: list, tasks: list, owner: int, grace: float) -> None:
+def stop_workers(workers: list, tasks: list, results: list, owner: int, grace: float) -> None:
     """Tell each worker to stop, wait up to ``grace`` seconds, terminate (then kill) the rest,
     and reap them all, so no process outlives its pool.
 
@@ -137,6 +183,8 @@ def stop_workers(workers: list, tasks: list, owner: int, grace: float) -> None:
     for task_queue in tasks:
         task_queue.cancel_join_thread()  # never block this process's exit on a dead reader
         task_queue.close()
+    for reader in results:
+        reader.close()
 
 
 class WorkerError:
@@ -158,11 +206,24 @@ def _can_build(exception_type) -> bool:
     return True
 
 
-def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int) -> None:
-    """Load the batches sent to this worker until told to stop (``None``) or orphaned."""
-    # at exit, do not wait to flush results to a main process that stopped reading them
-    results.cancel_join_thread()
-    initialized = False
+def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int,
+                 inherited: list) -> None:
+    """Load the batches sent to this worker until told to stop (``None``) or orphaned.
+
+    Args:
+        results: the writing end of this worker's pipe to the main process.
+        inherited: the main process's reading ends, which this worker must not hold.
+    """
+    for reader in inherited:
+        reader.close()
+    try:
+        _serve(loader, worker_id, _tasks(tasks, parent_pid), results)
+    except BrokenPipeError:  # the main process stopped reading: nobody is left to tell
+        pass
+
+
+def _tasks(tasks, parent_pid: int):
+    """This worker's tasks, until it is told to stop (``None``) or its main process is gone."""
     while True:
         try:
             task = tasks.get(timeout=STATUS_CHECK_INTERVAL)
@@ -172,7 +233,12 @@ def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int) -> Non
             continue
         if task is None:
             return
-        kind, epoch, payload = task
+        yield task
+
+
+def _serve(loader, worker_id: int, tasks, results) -> None:
+    initialized = False
+    for kind, epoch, payload in tasks:
         if kind == "seed":
             manual_seed(payload + worker_id)
             if not initialized and loader.worker_init_fn is not None:
@@ -184,4 +250,4 @@ def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int) -> Non
             batch = loader._fetch(indices)
         except Exception as error:  # re-raised in the main process
             batch = WorkerError(error, worker_id)
-        results.put((epoch, batch_index, batch))
+        results.send((epoch, batch_index, batch))
