@@ -80,6 +80,10 @@ def reaped(pid: int) -> bool:
 DEATHS = {
     "exit": r"DataLoader worker 1 \(pid \d+\) exited unexpectedly with exit code 3",
     "oom": r"DataLoader worker 1 \(pid \d+\) was killed by signal SIGKILL \(Killed\).*memory",
+    "interrupt": r"Caught KeyboardInterrupt in DataLoader worker process 1\.(.|\n)*Traceback"
+                 r"(.|\n)*raise KeyboardInterrupt",
+    "system-exit": r"Caught SystemExit in DataLoader worker process 1\.(.|\n)*Traceback"
+                   r"(.|\n)*raise SystemExit\(4\)",
 }
 
 
@@ -136,6 +140,40 @@ def test_a_worker_killed_in_the_middle_of_sending_a_batch_is_reported():
     with pytest.raises(RuntimeError, match=r"DataLoader worker 0 .* killed by signal SIGKILL"):
         next(iterator)  # half a message, then the end of the pipe: no wait for the rest
     assert time.monotonic() - start < 3 and reaped(victim)
+
+
+@pytest.mark.parametrize("error, raised", [(ValueError("no such shard"), ValueError),
+                                           (SystemExit(2), RuntimeError)])
+def test_a_failing_worker_init_fn_is_reported_in_seconds(error, raised):
+    def init(worker_id):
+        if worker_id == 1:
+            raise error
+
+    before = worker_pids()
+    loader = DataLoader(Faulty(hang_from=4), batch_size=1, num_workers=2, worker_init_fn=init)
+    start = time.monotonic()
+    with pytest.raises(raised) as info:
+        list(loader)
+    message = str(info.value)
+    name = type(error).__name__
+    assert f"Caught {name} in DataLoader worker process 1 while running worker_init_fn" in message
+    assert "Traceback" in message and "raise error" in message
+    assert time.monotonic() - start < 3 and not worker_pids(before)
+
+
+def test_a_batch_that_cannot_be_pickled_is_reported_not_lost():
+    class Unpicklable(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"index": i, "transform": lambda x: x}  # a local function: no pickling
+
+    before = worker_pids()
+    with pytest.raises(Exception, match=r"in DataLoader worker process 0 while sending a batch "
+                                        r"to the main process(.|\n)*Traceback") as info:
+        list(DataLoader(Unpicklable(), batch_size=None, num_workers=1))
+    assert "lambda" in str(info.value) and not worker_pids(before)
 
 
 # ---- leaving early -------------------------------------------

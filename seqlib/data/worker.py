@@ -8,6 +8,7 @@ import collections
 import itertools
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import time
@@ -106,7 +107,7 @@ class WorkerPool:
                 self.tasks[batch_index % num_workers].put(("batch", epoch, (batch_index, indices)))
                 sent += 1
             if isinstance(result, WorkerError):
-                raise result.exception_type(result.message)
+                raise result.exception()
             yield result
             if self.epoch != epoch:
                 raise RuntimeError("this DataLoader iterator was abandoned: a newer epoch "
@@ -135,11 +136,16 @@ class WorkerPool:
         return self.received.popleft()
 
     def _receive(self, worker_id: int) -> None:
-        """Read one result from worker ``worker_id``, or raise if its pipe has ended."""
+        """Read one result from worker ``worker_id``; raise if it is the error that stopped the
+        worker, or if the worker's pipe has ended."""
         try:
-            self.received.append(self.results[worker_id].recv())
+            message = self.results[worker_id].recv()
         except (EOFError, OSError):  # the worker is gone, perhaps half-way through a batch
             raise self._death(worker_id) from None
+        error = message[2]
+        if isinstance(error, WorkerError) and error.fatal:  # the reason the worker stopped
+            raise error.exception()
+        self.received.append(message)
 
     def _death(self, worker_id: int) -> RuntimeError:
         """The error that says how worker ``worker_id`` ended."""
@@ -188,22 +194,40 @@ def stop_workers(workers: list, tasks: list, results: list, owner: int, grace: f
 
 
 class WorkerError:
-    """An exception raised in a worker, carried back with its formatted traceback."""
+    """An exception raised in a worker, carried back with its formatted traceback.
 
-    def __init__(self, error: BaseException, worker_id: int):
+    Args:
+        error: the exception being handled.
+        worker_id: the worker that raised it.
+        where: what the worker was doing, if not loading a batch (" while running ...").
+        fatal: the worker stops after sending it, so the main process raises it at once
+            rather than in its batch's turn.
+    """
+
+    def __init__(self, error: BaseException, worker_id: int, where: str = "",
+                 fatal: bool = False):
+        # NOTE: a KeyboardInterrupt or SystemExit in a worker is no reason for the main process
+        # to stop or exit: it arrives as a RuntimeError, as do types that cannot be rebuilt
         self.exception_type = type(error) if _can_build(type(error)) else RuntimeError
+        self.fatal = fatal
         self.message = (
-            f"Caught {type(error).__name__} in DataLoader worker process {worker_id}.\n"
+            f"Caught {type(error).__name__} in DataLoader worker process {worker_id}{where}.\n"
             f"Original {traceback.format_exc()}"
         )
 
+    def exception(self) -> Exception:
+        return self.exception_type(self.message)
+
 
 def _can_build(exception_type) -> bool:
+    """Whether the main process can raise ``exception_type(message)`` for a worker's error."""
+    if not issubclass(exception_type, Exception):
+        return False
     try:
         exception_type("message")
+        return pickle.loads(pickle.dumps(exception_type)) is exception_type  # not a local class
     except Exception:
         return False
-    return True
 
 
 def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int,
@@ -237,17 +261,40 @@ def _tasks(tasks, parent_pid: int):
 
 
 def _serve(loader, worker_id: int, tasks, results) -> None:
+    """Run this worker's tasks: reseed (the first time, also call ``worker_init_fn``), or load
+    a batch and send it; send an error that stops the worker, then return."""
     initialized = False
     for kind, epoch, payload in tasks:
         if kind == "seed":
             manual_seed(payload + worker_id)
             if not initialized and loader.worker_init_fn is not None:
-                loader.worker_init_fn(worker_id)  # once per process, after the first seeding
+                try:
+                    loader.worker_init_fn(worker_id)  # once per process, after the first seeding
+                except BaseException as error:  # the worker is not fit to load anything
+                    _send(results, worker_id, (epoch, None, WorkerError(
+                        error, worker_id, " while running worker_init_fn", fatal=True)))
+                    return
             initialized = True
             continue
         batch_index, indices = payload
         try:
             batch = loader._fetch(indices)
-        except Exception as error:  # re-raised in the main process
+        except Exception as error:  # re-raised in the main process, in its batch's turn
             batch = WorkerError(error, worker_id)
-        results.send((epoch, batch_index, batch))
+        except BaseException as error:  # KeyboardInterrupt, SystemExit: report it, then stop
+            _send(results, worker_id, (epoch, batch_index,
+                                       WorkerError(error, worker_id, fatal=True)))
+            return
+        _send(results, worker_id, (epoch, batch_index, batch))
+
+
+def _send(results, worker_id: int, message: tuple) -> None:
+    """Send ``message`` to the main process, or, if it cannot be pickled, the reason why."""
+    try:
+        results.send(message)
+    except BrokenPipeError:
+        raise
+    except Exception as error:  # pickling failed: nothing was written yet
+        epoch, batch_index, _ = message
+        results.send((epoch, batch_index, WorkerError(
+            error, worker_id, " while sending a batch to the main process")))
