@@ -13,6 +13,9 @@ import gc
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy
@@ -74,6 +77,24 @@ def reaped(pid: int) -> bool:
     except ChildProcessError:
         return True
     return False
+
+
+def exited(pid: int) -> bool:
+    """Whether ``pid`` has exited: gone, or a zombie that nobody reaps (an orphan in a sandbox
+    whose init does not wait for adopted children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def assert_all_exit(pids, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not all(exited(pid) for pid in pids):
+        assert time.monotonic() < deadline, \
+            f"workers {[pid for pid in pids if not exited(pid)]} outlived their main process"
+        time.sleep(0.05)
 
 
 # ---- a worker that dies or stops is reported at once, by id, with its reason ----------------
@@ -176,7 +197,7 @@ def test_a_batch_that_cannot_be_pickled_is_reported_not_lost():
     assert "lambda" in str(info.value) and not worker_pids(before)
 
 
-# ---- leaving early -------------------------------------------
+# ---- leaving early, Ctrl-C, a killed main process -------------------------------------------
 @pytest.mark.parametrize("how", ["break", "del", "gc"])
 def test_leaving_an_epoch_early_returns_at_once_and_reaps_the_workers(how):
     before = worker_pids()
@@ -202,6 +223,84 @@ def test_leaving_an_epoch_early_returns_at_once_and_reaps_the_workers(how):
         gc.collect()
     assert time.monotonic() - start < 2
     assert len(pids) == 2 and all(reaped(pid) for pid in pids) and not worker_pids(before)
+
+
+MAIN = textwrap.dedent("""
+    import multiprocessing, os, sys, time
+    import seqlib as sl
+    import seqlib.data.worker
+    from seqlib.data import DataLoader, Dataset
+
+    mode, hang_from = sys.argv[1], int(sys.argv[2])
+    if mode == "polling":  # what is left where PR_SET_PDEATHSIG is not available
+        seqlib.data.worker.STATUS_CHECK_INTERVAL = 0.2
+        seqlib.data.worker.die_with_parent = lambda: None
+
+    class Data(Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            if i >= hang_from:
+                time.sleep(60)
+            return sl.tensor([i])
+
+    iterator = iter(DataLoader(Data(), batch_size=1, num_workers=2))
+    next(iterator)
+    pids = [child.pid for child in multiprocessing.active_children()]
+    start = time.monotonic()
+    try:
+        print(*pids, flush=True)
+        for _ in iterator:
+            pass
+    except KeyboardInterrupt:
+        print(f"interrupted; {time.monotonic() - start:.2f} s", flush=True)
+
+    def running(pid):
+        try:
+            return os.waitpid(pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:  # exited and reaped
+            return False
+
+    left = [pid for pid in pids if running(pid)]
+    print("children left:", multiprocessing.active_children(), left, flush=True)
+""")
+
+
+def start_main(tmp_path, *args) -> tuple:
+    """Run ``MAIN`` in its own session; return the process and its workers' pids."""
+    script = tmp_path / "main.py"
+    script.write_text(MAIN)
+    process = subprocess.Popen([sys.executable, str(script), *args], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    pids = [int(pid) for pid in process.stdout.readline().split()]
+    assert len(pids) == 2, process.communicate(timeout=10)
+    time.sleep(0.3)  # the main process is now waiting for batch 2
+    return process, pids
+
+
+@pytest.mark.parametrize("mode, hang_from", [("prctl", 2), ("polling", 8)])
+def test_workers_exit_when_their_main_process_is_killed(tmp_path, mode, hang_from):
+    # prctl: PR_SET_PDEATHSIG stops workers in the middle of a minute-long sample; polling: idle
+    # workers notice on their own, every STATUS_CHECK_INTERVAL
+    process, pids = start_main(tmp_path, mode, str(hang_from))
+    process.kill()
+    process.wait(timeout=10)  # not communicate(): live workers would hold its pipes open
+    process.stdout.close()
+    process.stderr.close()
+    assert_all_exit(pids, within=3)
+
+
+def test_ctrl_c_stops_the_main_process_and_its_workers_quietly(tmp_path):
+    process, pids = start_main(tmp_path, "prctl", "2")
+    start = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    out, err = process.communicate(timeout=10)
+    assert time.monotonic() - start < 3, (out, err)
+    assert "interrupted" in out and "children left: [] []" in out, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err  # workers ignore it
+    assert_all_exit(pids, within=1)
 
 
 # ---- prefetch_factor --------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """DataLoader worker processes: batches loaded in parallel, handed back in order, shut down
-surely (on completion, error, timeout, abandonment and garbage collection), and a worker that
-dies reported in the main process at once, by id, with its exit code or signal."""
+surely (on completion, error, timeout, abandonment, Ctrl-C, garbage collection and the death of
+the main process), and a worker that dies reported in the main process at once, by id, with its
+exit code or signal."""
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import itertools
 import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import sys
+import threading
 import time
 import traceback
 import weakref
@@ -19,8 +23,9 @@ from multiprocessing.connection import wait
 from seqlib.core.random import manual_seed
 
 # How often an idle worker checks that its main process is alive (PyTorch's
-# MP_STATUS_CHECK_INTERVAL).
+# MP_STATUS_CHECK_INTERVAL): the fallback where PR_SET_PDEATHSIG is not available.
 STATUS_CHECK_INTERVAL = 5.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class WorkerPool:
@@ -40,12 +45,15 @@ class WorkerPool:
         self.epoch = 0  # epochs started; results of older ones are dropped on arrival
         self._finalizer = weakref.finalize(self, stop_workers, self.workers, self.tasks,
                                            self.results, os.getpid(), 1.0)
+        # NOTE: Linux sends the parent-death signal when the *thread* that forked a worker
+        # ends, so only workers forked by the main thread ask for it; the others poll
+        by_main_thread = threading.current_thread() is threading.main_thread()
         for worker_id, tasks in enumerate(self.tasks):
             reader, writer = context.Pipe(duplex=False)
             self.results.append(reader)
             worker = context.Process(target=_worker_loop, daemon=True,
                                      args=(loader, worker_id, tasks, writer, os.getpid(),
-                                           list(self.results)))
+                                           list(self.results), by_main_thread))
             try:
                 worker.start()
             finally:
@@ -230,20 +238,41 @@ def _can_build(exception_type) -> bool:
         return False
 
 
-def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int,
-                 inherited: list) -> None:
+def _worker_loop(loader, worker_id: int, tasks, results, parent_pid: int, inherited: list,
+                 with_parent: bool) -> None:
     """Load the batches sent to this worker until told to stop (``None``) or orphaned.
 
     Args:
         results: the writing end of this worker's pipe to the main process.
         inherited: the main process's reading ends, which this worker must not hold.
+        with_parent: die with the main process (``die_with_parent``).
     """
+    # a terminal's Ctrl-C reaches the whole process group: the main process handles it and
+    # stops the workers, which would otherwise each print a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if with_parent:
+        die_with_parent()
+    if os.getppid() != parent_pid:  # the main process died before we could ask
+        return
     for reader in inherited:
         reader.close()
     try:
         _serve(loader, worker_id, _tasks(tasks, parent_pid), results)
     except BrokenPipeError:  # the main process stopped reading: nobody is left to tell
         pass
+
+
+def die_with_parent() -> None:
+    """Have Linux SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``), even while
+    it is busy in ``__getitem__``; elsewhere only an idle worker notices, by polling."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _tasks(tasks, parent_pid: int):
