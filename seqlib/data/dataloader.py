@@ -54,7 +54,10 @@ class DataLoader:
         drop_last: drop the last, smaller batch.
         collate_fn: turns a list of samples into a batch (default ``default_collate``).
         num_workers: worker processes (0: load in the main process). Batches come back in
-            order; an exception in a worker is re-raised here with its traceback.
+            order; an exception in a worker is re-raised here with its traceback. A worker
+            that dies (an exit, a signal such as the OOM killer's SIGKILL) or stops (on
+            ``KeyboardInterrupt``, ``SystemExit`` or an exception in ``worker_init_fn``) is
+            reported at once, by worker id, with its exit code, signal or traceback.
         generator: a seeded Generator for shuffling (reproducible epochs).
         pin_memory: accepted and ignored (no pinned memory on NumPy).
         worker_init_fn: called with the worker id in each worker process once, after its
@@ -70,7 +73,8 @@ class DataLoader:
             ``timeout > 0`` and ``num_workers=0`` raises, as in PyTorch.
 
     Worker processes are stopped when an epoch ends (unless persistent), when the iteration
-    is abandoned, on an error or timeout, and when the loader is garbage-collected.
+    is abandoned, on an error, timeout or Ctrl-C (which they ignore themselves), and when the
+    loader is garbage-collected; on Linux they die with a killed main process.
     """
 
     def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool = False, sampler=None,
