@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy
@@ -223,6 +224,18 @@ def test_leaving_an_epoch_early_returns_at_once_and_reaps_the_workers(how):
         gc.collect()
     assert time.monotonic() - start < 2
     assert len(pids) == 2 and all(reaped(pid) for pid in pids) and not worker_pids(before)
+
+
+def test_persistent_workers_started_by_a_thread_outlive_the_thread():
+    # the parent-death signal fires when the forking *thread* ends: it must not kill these
+    loader = DataLoader(Faulty(), batch_size=4, num_workers=2, persistent_workers=True)
+    first = []
+    thread = threading.Thread(target=lambda: first.extend(loader))
+    thread.start()
+    thread.join()
+    time.sleep(0.2)
+    assert [batch[:, 0].tolist() for batch in first] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [batch[:, 1].tolist() for batch in loader] == [batch[:, 1].tolist() for batch in first]
 
 
 MAIN = textwrap.dedent("""
