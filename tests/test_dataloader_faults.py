@@ -222,7 +222,7 @@ def test_leaving_an_epoch_early_returns_at_once_and_reaps_the_workers(how):
         start = time.monotonic()
         del cycle
         gc.collect()
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 1  # busy workers are terminated, not waited for
     assert len(pids) == 2 and all(reaped(pid) for pid in pids) and not worker_pids(before)
 
 

@@ -167,13 +167,11 @@ class DataLoader:
             pool = WorkerPool(self)
             if self.persistent_workers:
                 self._pool = pool
-        finished = False
         try:
             yield from pool.run_epoch(base_seed, self._index_groups(), self.prefetch_factor,
                                       self.timeout)
-            finished = True
         finally:
             if not self.persistent_workers:
                 # idle workers stop at once; busy ones (an abandoned or failed epoch) are
                 # terminated rather than waited for
-                pool.close(grace=5.0 if finished else 0.0)
+                pool.close()

@@ -25,6 +25,9 @@ from seqlib.core.random import manual_seed
 # How often an idle worker checks that its main process is alive (PyTorch's
 # MP_STATUS_CHECK_INTERVAL): the fallback where PR_SET_PDEATHSIG is not available.
 STATUS_CHECK_INTERVAL = 5.0
+# How long stopping waits for idle workers to exit on their own before terminating them; busy
+# ones (an abandoned or failed epoch) are terminated at once.
+STOP_GRACE = 5.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -43,8 +46,9 @@ class WorkerPool:
         self.workers = []
         self.received = collections.deque()  # results read, not yet handed out
         self.epoch = 0  # epochs started; results of older ones are dropped on arrival
+        self.unanswered = [0]  # batches asked for, not yet received (a list: stop_workers reads it)
         self._finalizer = weakref.finalize(self, stop_workers, self.workers, self.tasks,
-                                           self.results, os.getpid(), 1.0)
+                                           self.results, self.unanswered, os.getpid())
         # NOTE: Linux sends the parent-death signal when the *thread* that forked a worker
         # ends, so only workers forked by the main thread ask for it; the others poll
         by_main_thread = threading.current_thread() is threading.main_thread()
@@ -67,12 +71,10 @@ class WorkerPool:
     def closed(self) -> bool:
         return not self._finalizer.alive
 
-    def close(self, grace: float) -> None:
-        """Stop the workers: ask them, wait up to ``grace`` seconds, then terminate them."""
-        detached = self._finalizer.detach()
-        if detached is not None:
-            _, _, (workers, tasks, results, owner, _), _ = detached
-            stop_workers(workers, tasks, results, owner, grace)
+    def close(self) -> None:
+        """Stop the workers (``stop_workers``); the pool cannot be used again."""
+        if self._finalizer.alive:
+            self._finalizer()
 
     def run_epoch(self, base_seed: int, index_groups, prefetch_factor: int, timeout: float):
         """Yield the batches for ``index_groups`` (lists of dataset indices), in order.
@@ -95,7 +97,7 @@ class WorkerPool:
         groups = enumerate(index_groups)
         sent = 0
         for batch_index, indices in itertools.islice(groups, num_workers * prefetch_factor):
-            self.tasks[batch_index % num_workers].put(("batch", epoch, (batch_index, indices)))
+            self._ask(epoch, batch_index, indices)
             sent += 1
         done, waiting = 0, {}
         while done < sent:
@@ -105,14 +107,14 @@ class WorkerPool:
                 except BaseException:
                     # a dead or stuck worker, or a Ctrl-C (perhaps half-way through reading a
                     # batch): these workers are not reusable
-                    self.close(grace=0.0)
+                    self.close()
                     raise
                 if batch_epoch == epoch:
                     waiting[batch_index] = result
             result = waiting.pop(done)
             done += 1
             for batch_index, indices in itertools.islice(groups, 1):
-                self.tasks[batch_index % num_workers].put(("batch", epoch, (batch_index, indices)))
+                self._ask(epoch, batch_index, indices)
                 sent += 1
             if isinstance(result, WorkerError):
                 raise result.exception()
@@ -120,6 +122,10 @@ class WorkerPool:
             if self.epoch != epoch:
                 raise RuntimeError("this DataLoader iterator was abandoned: a newer epoch "
                                    "started on the same persistent workers")
+
+    def _ask(self, epoch: int, batch_index: int, indices) -> None:
+        self.tasks[batch_index % len(self.tasks)].put(("batch", epoch, (batch_index, indices)))
+        self.unanswered[0] += 1
 
     def _next_result(self, timeout: float) -> tuple:
         """The next ``(epoch, batch index, batch or WorkerError)`` from any worker.
@@ -154,6 +160,7 @@ class WorkerPool:
         if isinstance(error, WorkerError) and error.fatal:  # the reason the worker stopped
             raise error.exception()
         self.received.append(message)
+        self.unanswered[0] -= 1
 
     def _death(self, worker_id: int) -> RuntimeError:
         """The error that says how worker ``worker_id`` ended."""
@@ -173,9 +180,11 @@ class WorkerPool:
         return RuntimeError(message)
 
 
-def stop_workers(workers: list, tasks: list, results: list, owner: int, grace: float) -> None:
-    """Tell each worker to stop, wait up to ``grace`` seconds, terminate (then kill) the rest,
-    and reap them all, so no process outlives its pool.
+def stop_workers(workers: list, tasks: list, results: list, unanswered: list,
+                 owner: int) -> None:
+    """Tell each worker to stop, wait up to ``STOP_GRACE`` seconds if none has ``unanswered``
+    batches (else not at all), terminate (then kill) the rest, and reap them all, so no process
+    outlives its pool.
 
     Only the process ``owner`` that started them does this: a forked worker of another loader
     holds a copy of this pool, and must not stop it when the copy is collected.
@@ -184,7 +193,7 @@ def stop_workers(workers: list, tasks: list, results: list, owner: int, grace: f
         return
     for task_queue in tasks:
         task_queue.put(None)
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + (0.0 if unanswered[0] else STOP_GRACE)
     for worker in workers:
         worker.join(max(deadline - time.monotonic(), 0.0))
     for worker in workers:
