@@ -54,12 +54,16 @@ class DataLoader:
         drop_last: drop the last, smaller batch.
         collate_fn: turns a list of samples into a batch (default ``default_collate``).
         num_workers: worker processes (0: load in the main process). Batches come back in
-            order; an exception in a worker is re-raised here with its traceback.
+            order; an exception in a worker is re-raised here with its traceback. A worker
+            that dies (an exit, a signal such as the OOM killer's SIGKILL) or stops (on
+            ``KeyboardInterrupt``, ``SystemExit`` or an exception in ``worker_init_fn``) is
+            reported at once, by worker id, with its exit code, signal or traceback.
         generator: a seeded Generator for shuffling (reproducible epochs).
         pin_memory: accepted and ignored (no pinned memory on NumPy).
         worker_init_fn: called with the worker id in each worker process once, after its
             first seeding.
-        prefetch_factor: batches in flight per worker.
+        prefetch_factor: batches in flight per worker, at least 1 (default 2 with workers);
+            only valid with ``num_workers > 0``, as in PyTorch.
         persistent_workers: keep the worker processes (and their copy of the dataset) alive
             from one epoch to the next instead of starting new ones; needs ``num_workers > 0``.
             Each epoch still reseeds them from ``generator``, so the batches are the same as
@@ -69,13 +73,14 @@ class DataLoader:
             ``timeout > 0`` and ``num_workers=0`` raises, as in PyTorch.
 
     Worker processes are stopped when an epoch ends (unless persistent), when the iteration
-    is abandoned, on an error or timeout, and when the loader is garbage-collected.
+    is abandoned, on an error, timeout or Ctrl-C (which they ignore themselves), and when the
+    loader is garbage-collected; on Linux they die with a killed main process.
     """
 
     def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool = False, sampler=None,
                  drop_last: bool = False, collate_fn=None, num_workers: int = 0,
                  generator=None, pin_memory: bool = False, worker_init_fn=None,
-                 prefetch_factor: int = 2, persistent_workers: bool = False,
+                 prefetch_factor: int | None = None, persistent_workers: bool = False,
                  timeout: float = 0):
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
         self.num_workers, self.generator = num_workers, generator
@@ -86,6 +91,15 @@ class DataLoader:
             raise ValueError(f"num_workers option should be non-negative, got {num_workers}")
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("prefetch_factor option could only be specified in multiprocessing: "
+                             "let num_workers > 0 to enable multiprocessing, otherwise set "
+                             "prefetch_factor to None")
+        if num_workers > 0:
+            self.prefetch_factor = 2 if prefetch_factor is None else prefetch_factor
+            if self.prefetch_factor < 1:  # 0 would load no batch at all
+                raise ValueError("prefetch_factor option should be at least 1 with "
+                                 f"num_workers > 0, got {prefetch_factor}")
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
         self._pool = None  # the persistent workers, once started
@@ -153,13 +167,11 @@ class DataLoader:
             pool = WorkerPool(self)
             if self.persistent_workers:
                 self._pool = pool
-        finished = False
         try:
             yield from pool.run_epoch(base_seed, self._index_groups(), self.prefetch_factor,
                                       self.timeout)
-            finished = True
         finally:
             if not self.persistent_workers:
                 # idle workers stop at once; busy ones (an abandoned or failed epoch) are
                 # terminated rather than waited for
-                pool.close(grace=5.0 if finished else 0.0)
+                pool.close()
