@@ -45,7 +45,8 @@ class PretrainedModel(Module):
         tokenizer = tokenizer or self.tokenizer
         if tokenizer is not None:
             name = TOKENIZERS[0] if type(tokenizer).__name__ == "CharTokenizer" else TOKENIZERS[1]
-            tokenizer.save(directory / name)
+            with atomic_write(directory / name) as temporary:  # as the weights: whole or old
+                tokenizer.save(temporary)
         return directory
 
     @classmethod
