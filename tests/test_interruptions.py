@@ -1,17 +1,53 @@
-"""An interrupted or killed ``atomic_write`` leaves no temporary file behind for long."""
+"""Interrupts wait for a step boundary (``DeferredInterrupt``); an interrupted or killed
+``atomic_write`` leaves no temporary file behind for long."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import seqlib as sl
 from seqlib.atomic_write import atomic_write, remove_stale_temporaries
+from seqlib.checkpoint import DeferredInterrupt
 
 TIMEOUT = 120  # seconds per subprocess: a hang fails the test instead of the suite
+
+
+# ------------------------------------------------------------------ DeferredInterrupt
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_deferred_interrupt_records_the_signal_and_restores_the_handler(number, capfd):
+    before = signal.getsignal(number)
+    with DeferredInterrupt(notice="stopping\n") as interrupt:
+        os.kill(os.getpid(), number)
+        os.kill(os.getpid(), signal.SIGINT)  # a second one changes nothing
+        assert interrupt.requested == number
+    assert signal.getsignal(number) is before
+    assert capfd.readouterr().err == "stopping\n"  # once
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs at the next bytecode; this never ends in time
+
+
+def test_deferred_interrupt_does_nothing_outside_the_main_thread():
+    import threading
+
+    results = []
+
+    def body():
+        with DeferredInterrupt() as interrupt:
+            results.append(interrupt.requested)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert results == [0] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # ------------------------------------------------------------------ atomic_write
