@@ -67,12 +67,13 @@ def atomic_write(path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:  # after a success the folder is empty; after a failure it holds the partial file
         shutil.rmtree(folder, ignore_errors=True)
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
     _fsync_directory(path.parent)
 
 
 def remove_stale_temporaries(path, newest: Path | None = None) -> list:
-    """Remove what interrupted ``atomic_write``\\ s of ``path`` left next to it.
+    """Remove what interrupted writes (``atomic_write``) of ``path`` left next to it.
 
     Only entries named as ``atomic_write`` names the temporaries of ``path``
     (``.<name>.<8 hex digits>.tmp``) are considered, never symbolic links, and of those only
@@ -90,8 +91,10 @@ def remove_stale_temporaries(path, newest: Path | None = None) -> list:
         return []
     name = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
     bound = os.stat(newest).st_mtime_ns if newest is not None else None
+    with os.scandir(path.parent) as scan:
+        entries = list(scan)
     removed = []
-    for entry in os.scandir(path.parent):
+    for entry in entries:
         if not name.fullmatch(entry.name) or (newest is not None and entry.path == str(newest)):
             continue
         try:
@@ -116,21 +119,24 @@ def remove_stale_temporaries(path, newest: Path | None = None) -> list:
 
 
 def _create_folder(path: Path) -> tuple:
-    """``(folder, descriptor)``: a new private folder next to ``path``, locked by this process
-    (the lock goes with the descriptor, and with the process if it dies)."""
+    """``(folder, descriptor)``: a new private folder next to ``path``, locked through the
+    descriptor (so also until this process dies); the descriptor is None without ``fcntl``."""
     for _ in range(100):
         folder = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:
             os.mkdir(folder)
         except FileExistsError:  # a concurrent writer drew the same name; draw again
             continue
+        if fcntl is None:  # and nothing removes stale folders either
+            return folder, None
         try:
             descriptor = os.open(folder, os.O_RDONLY)
-        except FileNotFoundError:  # see below
+        except FileNotFoundError:  # taken for stale already (see below)
             continue
-        if fcntl is None:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: no cleanup can lock it either
             return folder, descriptor
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
         # NOTE: another writer's cleanup may have taken the folder for stale between mkdir
         # and flock; once locked it is safe, so check that it is still there, else draw again
         try:

@@ -195,7 +195,7 @@ def writer(path: Path) -> subprocess.Popen:
 def killed_while_writing(path: Path) -> None:
     process = writer(path)
     process.kill()
-    process.wait(TIMEOUT)
+    process.communicate(timeout=TIMEOUT)  # and close its pipes
 
 
 def decoys(folder: Path) -> list:
@@ -242,9 +242,9 @@ def test_a_live_writer_keeps_its_temporary_and_finishes(tmp_path):
             temporary.write_text("ours")
         assert remove_stale_temporaries(path) == []
         assert len(list(tmp_path.glob(".config.json.*.tmp"))) == 1
-        process.stdin.write("go on\n")
-        process.stdin.flush()
-        assert process.wait(TIMEOUT) == 0
+        process.communicate("go on\n", timeout=TIMEOUT)
+        assert process.returncode == 0
     finally:
         process.kill()
+        process.communicate()
     assert sorted(tmp_path.iterdir()) == [path] and path.stat().st_size == 1_300_000
