@@ -241,12 +241,19 @@ def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, example, c
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, closure)
 
+    def undeferred(number, frame):  # a failure, not the end of the test session
+        raise AssertionError("train_lm did not defer Ctrl-C")
+
     monkeypatch.setattr(optim.AdamW, "step", interrupted)
-    result = train_lm.main(["--steps", "5", "--out", str(tmp_path), *TINY])
+    before = signal.signal(signal.SIGINT, undeferred)
+    try:
+        result = train_lm.main(["--steps", "5", "--out", str(tmp_path), *TINY])
+        assert signal.getsignal(signal.SIGINT) is undeferred  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert result["step"] == 2 and result["interrupted"] == signal.SIGINT
     assert (tmp_path / "checkpoint.safetensors").is_file()
     assert "interrupted at step 2" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     monkeypatch.setattr(optim.AdamW, "step", original)
     assert train_lm.main(["--steps", "3", "--resume", "--out", str(tmp_path), *TINY])["step"] == 3
 
