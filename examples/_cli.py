@@ -5,15 +5,21 @@ it does and shows its default, its type is the default's, and a list default tak
 values. A number must be > 0 unless the field gives a ``minimum``; ``keep=True`` marks what a
 resumed run cannot change (what shapes its model). ``parse`` returns the config and,
 separately, the flags the user actually typed, so that a resumed run tells a flag given again
-from a changed one. Bad flags stop the script with a one-line error (``fail``).
+from a changed one. Bad flags stop the script with a one-line error (``fail``). What a resumed
+run must find as it was, besides its flags (its text, its tokenizer), it checks by
+``fingerprint``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import tempfile
 from pathlib import Path
+
+from seqlib.atomic_write import atomic_write
 
 OURS = ("minimum", "keep")  # flag() options for this module, not for argparse
 
@@ -80,8 +86,9 @@ def check(config) -> None:
 
 
 def save(config, path: Path) -> None:
-    """Write the flags of a run to ``path`` (JSON), for ``restore``."""
-    path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    """Write the flags of a run to ``path`` (JSON, atomically), for ``restore``."""
+    with atomic_write(path) as temporary:
+        temporary.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
 
 def restore(config_class, path: Path, given: dict):
@@ -96,3 +103,26 @@ def restore(config_class, path: Path, given: dict):
                  f"has {option(name)} {saved.get(name)}: leave it out, or start a new run")
     known = {field.name for field in dataclasses.fields(config_class)}
     return config_class(**{**{k: v for k, v in saved.items() if k in known}, **given})
+
+
+def fingerprint(**parts) -> dict:
+    """``{name: sha256}`` of the parts of a run that a resumed run must find unchanged: a text
+    (its UTF-8), bytes, or an object with ``save(path)`` (a tokenizer), as saved."""
+    digests = {}
+    for name, part in parts.items():
+        if hasattr(part, "save"):
+            with tempfile.TemporaryDirectory() as folder:
+                part.save(Path(folder) / name)
+                part = (Path(folder) / name).read_bytes()
+        data = part.encode() if isinstance(part, str) else part
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def unchanged(saved: dict, now: dict, run: str, **what: str) -> None:
+    """Fail naming the first part (``what[name]`` describes it) whose ``fingerprint`` differs
+    from the one ``saved`` with ``run``; a part saved without one passes."""
+    for name, digest in now.items():
+        require(saved.get(name, digest) == digest, f"--resume: {what[name]} is not the {name} "
+                f"{run} was trained on (its sha256 differs): resume with the run's {name}, or "
+                "start a new run")

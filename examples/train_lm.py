@@ -8,8 +8,9 @@ Run:
     python examples/train_lm.py --resume --steps 4000  # continue out/lm, same flags
 
 Prints a progress bar, the validation loss and perplexity every --eval-every steps, and a
-generated passage at the end. Saves the run to --out every --checkpoint-every steps, on Ctrl-C
-and at the end: checkpoint, flags, model and tokenizer (examples/generate.py loads them).
+generated passage at the end. Saves the run to --out every --checkpoint-every steps and at the
+end: checkpoint, flags, model and tokenizer (examples/generate.py loads them). Ctrl-C (or
+SIGTERM) saves at the end of the step, so --resume ends bit-identical to a run never stopped.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy
-from _cli import check, fail, flag, parse, require, restore, save
+from _cli import check, fail, fingerprint, flag, parse, require, restore, save, unchanged
 from tqdm import tqdm
 
 import seqlib as sl
 from seqlib import models, nn, optim
-from seqlib.text import read_corpus, shakespeare_files, split_text
+from seqlib.checkpoint import DeferredInterrupt
+from seqlib.text import read_corpus, shakespeare_files, token_splits
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer
 
 CHECKPOINT, RUN = "checkpoint.safetensors", "train_config.json"  # in --out, with the model
@@ -90,13 +92,6 @@ def resumed(given: dict) -> Config:
     return config
 
 
-def make_tokenizer(config: Config, text: str):
-    if config.tokenizer == "char":
-        return CharTokenizer.fit(text)
-    lines = text[:2_000_000].splitlines()  # a sample is plenty for the merges
-    return SentencePieceTokenizer.train(iterator=lines, vocab_size=config.vocab_size)
-
-
 def make_model(config: Config, vocab_size: int):
     if config.model == "lstm":
         return models.LSTMLM(models.LSTMLMConfig(vocab_size, config.d_model, 2 * config.d_model,
@@ -111,7 +106,7 @@ def batches(data: numpy.ndarray, config: Config, rng: numpy.random.Generator):
     """Random windows of block_size + 1 tokens: inputs and next-token targets."""
     offsets = numpy.arange(config.block_size + 1)
     while True:
-        starts = rng.integers(0, len(data) - config.block_size - 1, config.batch_size)
+        starts = rng.integers(0, len(data) - config.block_size, config.batch_size)
         window = sl.tensor(data[starts[:, None] + offsets], device=config.device)
         yield window[:, :-1], window[:, 1:]
 
@@ -128,39 +123,47 @@ def evaluate(model, data, config: Config) -> float:
 def main(argv=None) -> dict:
     config = parse_args(argv)
     sl.manual_seed(config.seed)
-    out = Path(config.out)
-    train_text, val_text = split_text(read_corpus(config.data or None), 0.05)
+    out, source = Path(config.out), f"--data {config.data}" if config.data else "Shakespeare"
+    text = read_corpus(config.data or None)
+    require(text, f"{source}: no text")
     if config.resume:  # the model and tokenizer saved in --out (config.json, tokenizer.*)
         model = models.from_pretrained(out).train().to(config.device)
         tokenizer = model.tokenizer
-    else:
-        tokenizer = make_tokenizer(config, train_text)
+    else:  # from the whole text (BPE: a sample), so that validation characters encode too
+        tokenizer = (CharTokenizer.fit(text) if config.tokenizer == "char" else
+                     SentencePieceTokenizer.train(iterator=text[:2_000_000].splitlines(),
+                                                  vocab_size=config.vocab_size))
         model = make_model(config, tokenizer.vocab_size).to(config.device)
-    train, val = (numpy.array(tokenizer.encode(text), dtype=numpy.int64)
-                  for text in (train_text, val_text))
-    print(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
-    optimizer = optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.1,
-                            betas=(0.9, 0.99))
+    optimizer = optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.1, betas=(0.9, 0.99))
     warmup = min(config.warmup, config.steps // 2)  # short runs (tests) warm up briefly
     scheduler = optim.lr_scheduler.warmup_cosine(optimizer, warmup, config.steps, 0.1)
     sampler, step = sl.Generator().manual_seed(config.seed), 0  # batches; step reached
+    run = fingerprint(text=text, tokenizer=tokenizer)
     if config.resume:
-        step = sl.load_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer,
-                                  scheduler=scheduler, generators={"batches": sampler})["step"]
+        state = sl.load_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer,
+                                   scheduler=scheduler, generators={"batches": sampler})
+        unchanged(state["extra"].get("sha256", {}), run, f"the run in {out}",
+                  text=f"the text of {source}", tokenizer=f"the tokenizer in {out}")
+        step = state["step"]
         print(f"resumed the run in {out} at step {step}")
+    try:  # an error now, not at the first validation
+        train, val = token_splits(text, tokenizer, config.block_size + 1)
+    except ValueError as error:
+        fail(f"{source}: {error}: use a longer text or a smaller --block-size")
+    print(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
     stream = batches(train, config, sampler.numpy_generator)
 
     def save_all() -> None:  # the checkpoint last: it completes the set of files
         model.save_pretrained(out, tokenizer=tokenizer)  # for generate.py and --resume
         save(config, out / RUN)
-        sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer,
-                           scheduler=scheduler, step=step, generators={"batches": sampler})
+        sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer, scheduler=scheduler,
+                           step=step, generators={"batches": sampler}, sha256=run)
 
     val_loss, started, first = float("nan"), time.perf_counter(), step
-    bar = tqdm(total=config.steps, initial=step, desc="training", dynamic_ncols=True)
-    try:
-        while step < config.steps:
+    with DeferredInterrupt() as interrupt, tqdm(total=config.steps, initial=step,
+                                                desc="training", dynamic_ncols=True) as bar:
+        while step < config.steps and not interrupt.requested:
             inputs, targets = next(stream)
             _, loss = model(inputs, targets)
             optimizer.zero_grad()
@@ -178,22 +181,19 @@ def main(argv=None) -> dict:
                           f"perplexity {math.exp(val_loss):.2f}")
             if step % config.checkpoint_every == 0:
                 save_all()
-    except KeyboardInterrupt:
-        save_all()
-        bar.close()
+        save_all()  # a signal meanwhile waits: the files are complete
+    if interrupt.requested:
         print(f"\ninterrupted at step {step}: saved to {out}; continue with\n"
               f"    python examples/train_lm.py --resume --out {out}")
-        return {"step": step, "val_loss": val_loss}
-    bar.close()
-    save_all()
-    prompt = tokenizer.encode(val_text[:1] or "\n")
-    text = sl.generate(model.eval(), prompt, config.sample_tokens, temperature=config.temperature,
-                       seed=config.seed)
-    print(f"\n--- sample ---\n{tokenizer.decode(prompt + text)}\n--------------")
-    print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; "
-          f"{time.perf_counter() - started:.0f} s; model saved to {out}")
-    return {"step": step, "val_loss": val_loss}
+    else:
+        text = sl.generate(model.eval(), val[:1].tolist(), config.sample_tokens,
+                           temperature=config.temperature, seed=config.seed)
+        print(f"\n--- sample ---\n{tokenizer.decode(val[:1].tolist() + text)}\n--------------")
+        print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; "
+              f"{time.perf_counter() - started:.0f} s; model saved to {out}")
+    return {"step": step, "val_loss": val_loss, "interrupted": interrupt.requested}
 
 
 if __name__ == "__main__":
-    main()
+    signal_number = main()["interrupted"]
+    raise SystemExit(128 + signal_number if signal_number else 0)  # as the shell reports it

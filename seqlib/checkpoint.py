@@ -1,7 +1,12 @@
 """Training checkpoints: model, optimizer, scheduler, step and RNG state in one file, so a
-resumed run continues exactly where it stopped."""
+resumed run continues exactly where it stopped; and ``DeferredInterrupt``, so that Ctrl-C saves
+the state of a step boundary rather than of whatever line the loop was on."""
 
 from __future__ import annotations
+
+import os
+import signal
+import threading
 
 from seqlib.core.random import Generator, default_generator
 from seqlib.nn.module import IncompatibleKeys
@@ -83,3 +88,52 @@ def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
         generator.set_state(state["rng"][name])
     state["incompatible_keys"] = incompatible
     return state
+
+NOTICE = "\nstopping at the end of this step (Ctrl-\\ quits at once, without finishing it)\n"
+
+
+class DeferredInterrupt:
+    """Inside ``with DeferredInterrupt() as interrupt:``, Ctrl-C (SIGINT) and SIGTERM only set
+    ``interrupt.requested``; the loop checks it where its state is consistent (a step boundary),
+    saves a checkpoint and stops. More signals while it finishes the step or saves change
+    nothing; the previous handlers come back when the block ends.
+
+    Outside the main thread, where Python cannot install handlers, nothing is deferred.
+
+    Args:
+        signals: the signals to defer.
+        notice: written to stderr when the first of them arrives ("" for nothing); the
+            default says how to quit at once: Ctrl-\\ sends SIGQUIT, which is not deferred.
+    Example::
+
+        with DeferredInterrupt() as interrupt:
+            while step < steps and not interrupt.requested:
+                ...  # one step
+            save_checkpoint(...)  # a signal here waits too: the file is complete
+    """
+
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM), notice: str = NOTICE):
+        self.signals = tuple(signals)
+        self.notice = notice
+        self.requested = 0  # the number of the first signal received; 0: none
+        self._previous = {}  # signal number -> the handler to restore
+
+    def __enter__(self) -> DeferredInterrupt:
+        self.requested = 0
+        if threading.current_thread() is threading.main_thread():
+            for number in self.signals:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exception) -> None:
+        for number, handler in self._previous.items():
+            # NOTE: None means a handler installed outside Python; the default is the nearest
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+
+    def _handle(self, number: int, frame) -> None:
+        if not self.requested and self.notice:
+            # os.write, not print: a handler that prints while the loop prints raises
+            # "reentrant call" in the buffered stream
+            os.write(2, self.notice.encode(errors="replace"))
+        self.requested = self.requested or number

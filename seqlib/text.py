@@ -45,3 +45,33 @@ def split_text(text: str, validation_fraction: float = 0.05) -> tuple:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     cut = int(len(text) * (1 - validation_fraction))
     return text[:cut], text[cut:]
+
+
+def token_splits(text: str, tokenizer, window: int = 1, validation_fraction: float = 0.05):
+    """The tokens of ``split_text(text, validation_fraction)``: ``(train, validation)`` int64
+    arrays, each checked to hold at least one ``window`` of tokens (a language model's window
+    is its block size + 1: inputs and next-token targets).
+
+    Fit the tokenizer on the whole text, not the training part only, so that it knows every
+    character of the validation part too.
+
+    Args:
+        text: the corpus.
+        tokenizer: anything with ``encode(str) -> list of ids``.
+        window: the fewest tokens each part must hold.
+        validation_fraction: as for ``split_text``.
+    Returns:
+        ``(train, validation)``, NumPy int64 arrays of shape ``(tokens,)``.
+    Raises:
+        ValueError: a part holds fewer than ``window`` tokens (the message gives both counts).
+    """
+    import numpy
+
+    parts = [numpy.array(tokenizer.encode(part), dtype=numpy.int64)
+             for part in split_text(text, validation_fraction)]
+    for name, tokens in zip(("training", f"validation (the last {validation_fraction:.0%})"),
+                            parts):
+        if len(tokens) < window:
+            raise ValueError(f"its {name} part has {len(tokens)} tokens, fewer than one window "
+                             f"of {window}")
+    return tuple(parts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy
 import pytest
 from scripts import EXAMPLES, help_text, options, scripts
 
@@ -132,6 +133,79 @@ def test_train_lm_checks_flags_before_reading_or_writing(tmp_path, example, flag
     assert not out.exists()
 
 
+def test_train_lm_knows_characters_only_the_validation_text_has(tmp_path, example):
+    text = Path(SAMPLE).read_text() + "Zürich, Straße"  # the last 5%: the validation part
+    (tmp_path / "text.txt").write_text(text)
+    out = tmp_path / "run"
+    result = example("train_lm").main(["--steps", "2", "--out", str(out), *TINY,
+                                       "--data", str(tmp_path / "text.txt")])
+    assert result["step"] == 2 and result["val_loss"] > 0
+    assert {"ü", "ß"} <= set(json.loads((out / "tokenizer.json").read_text())["vocab"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("to be or not to be\n" * 3, "its validation (the last 5%) part has 3 tokens, fewer than "
+                                 "one window of 17"),
+    ("to be\n", "its training part has 5 tokens, fewer than one window of 17"),
+    ("", "no text"),
+])
+def test_train_lm_refuses_a_text_too_short_before_training(tmp_path, example, text, message):
+    (tmp_path / "tiny.txt").write_text(text)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as error:
+        example("train_lm").main(["--out", str(out), *TINY, "--data", str(tmp_path / "tiny.txt")])
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value).startswith(f"error: --data {tmp_path / 'tiny.txt'}: ")
+    assert (not text) or "use a longer text or a smaller --block-size" in str(error.value)
+    assert not out.exists()
+
+
+def test_train_lm_trains_on_a_validation_part_of_exactly_one_window(tmp_path, example):
+    (tmp_path / "text.txt").write_text(Path(SAMPLE).read_text()[:340])  # validation: 17 chars
+    result = example("train_lm").main(["--steps", "2", "--out", str(tmp_path / "run"), *TINY,
+                                       "--data", str(tmp_path / "text.txt")])
+    assert result["step"] == 2 and result["val_loss"] > 0
+
+
+def test_token_splits_checks_each_part():
+    from seqlib.text import token_splits
+    from seqlib.tokenizers import CharTokenizer
+
+    text = "abcdefghijklmnopqrst"  # 19 training characters, 1 of validation
+    train, val = token_splits(text, CharTokenizer.fit(text))
+    assert train.dtype == numpy.int64 and len(train) == 19 and val.tolist() == [19]
+    with pytest.raises(ValueError, match="validation .* has 1 tokens, fewer than one window of 2"):
+        token_splits(text, CharTokenizer.fit(text), window=2)
+
+
+@pytest.mark.parametrize("change", ["other data", "edited data", "other tokenizer"])
+def test_train_lm_resume_refuses_other_data_or_another_tokenizer(tmp_path, example, change):
+    from seqlib.tokenizers import CharTokenizer
+
+    text = tmp_path / "text.txt"
+    text.write_text(Path(SAMPLE).read_text())
+    out, train_lm = tmp_path / "run", example("train_lm")
+    train_lm.main(["--steps", "2", "--out", str(out), *TINY, "--data", str(text)])
+    given = ["--resume", "--out", str(out), "--steps", "3"]
+    if change == "other data":
+        (tmp_path / "other.txt").write_text(text.read_text().upper())
+        given += ["--data", str(tmp_path / "other.txt")]
+    elif change == "edited data":
+        text.write_text(text.read_text()[:-10])
+    else:  # the same characters, in another order: other ids
+        vocab = json.loads((out / "tokenizer.json").read_text())["vocab"]
+        CharTokenizer(vocab[::-1]).save(out / "tokenizer.json")
+    checkpoint = (out / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(SystemExit) as error:
+        train_lm.main(given)
+    message = str(error.value)
+    what = (f"the tokenizer in {out}" if change == "other tokenizer" else
+            f"the text of --data {given[-1] if change == 'other data' else text}")
+    assert message.startswith(f"error: --resume: {what} is not the ") and "\n" not in message
+    assert f"the run in {out} was trained on (its sha256 differs)" in message
+    assert (out / "checkpoint.safetensors").read_bytes() == checkpoint
+
+
 @pytest.mark.parametrize("name, flags", [("copy_task", ["--steps", "0"]),
                                          ("copy_task", ["--d-model", "6"]),
                                          ("fit_mlp", ["--batch-size", "-4"])])
@@ -149,6 +223,12 @@ def test_copy_task_runs(example, capsys):
 
 
 def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, example, capsys):
+    """Ctrl-C in the middle of step 2 (in optimizer.step) finishes that step, saves it and
+    stops; tests/test_interruptions.py checks, in subprocesses, that the resumed run ends
+    bit-identical."""
+    import os
+    import signal
+
     from seqlib import optim
 
     train_lm = example("train_lm")
@@ -158,16 +238,24 @@ def test_train_lm_saves_a_checkpoint_on_ctrl_c(tmp_path, monkeypatch, example, c
     def interrupted(self, closure=None):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return original(self, closure)
 
+    def undeferred(number, frame):  # a failure, not the end of the test session
+        raise AssertionError("train_lm did not defer Ctrl-C")
+
     monkeypatch.setattr(optim.AdamW, "step", interrupted)
-    result = train_lm.main(["--steps", "5", "--out", str(tmp_path), *TINY])
-    assert result["step"] == 1
+    before = signal.signal(signal.SIGINT, undeferred)
+    try:
+        result = train_lm.main(["--steps", "5", "--out", str(tmp_path), *TINY])
+        assert signal.getsignal(signal.SIGINT) is undeferred  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert result["step"] == 2 and result["interrupted"] == signal.SIGINT
     assert (tmp_path / "checkpoint.safetensors").is_file()
-    assert "interrupted at step 1" in capsys.readouterr().out
+    assert "interrupted at step 2" in capsys.readouterr().out
     monkeypatch.setattr(optim.AdamW, "step", original)
-    assert train_lm.main(["--steps", "2", "--resume", "--out", str(tmp_path), *TINY])["step"] == 2
+    assert train_lm.main(["--steps", "3", "--resume", "--out", str(tmp_path), *TINY])["step"] == 3
 
 
 def test_generate_streams_multibyte_text_exactly(example, tmp_path, capsys):

@@ -62,7 +62,7 @@ class PretrainedModel(Module):
             temporary.write_text(json.dumps(config, indent=2) + "\n")
         save(self.state_dict(), directory / WEIGHTS)
         if tokenizer is not None:
-            with atomic_write(directory / name) as temporary:
+            with atomic_write(directory / name) as temporary:  # as the weights: whole or old
                 tokenizer.save(temporary)
         return directory
 
