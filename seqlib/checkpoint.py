@@ -58,7 +58,7 @@ def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
             not fit its object (the message names the file and the part).
     """
     state = load(path, map_location)
-    if not isinstance(state, dict) or "rng" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
         raise ValueError(f"load_checkpoint: {path} is not a checkpoint written by save_checkpoint")
     owners = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     missing = [name for name, owner in owners.items() if owner is not None and name not in state]

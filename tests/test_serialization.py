@@ -335,3 +335,9 @@ def test_a_checkpoint_with_tied_weights_resumes_bit_identically(tmp_path):
     from safetensors.numpy import load_file
 
     assert "model.head.weight" not in load_file(str(tmp_path / "lm.st"))
+
+
+def test_load_checkpoint_with_a_malformed_rng_entry_names_the_file(tmp_path):
+    sl.save({"rng": [1, 2], "step": 0}, tmp_path / "odd.st")
+    with pytest.raises(ValueError, match="odd.st is not a checkpoint"):
+        sl.load_checkpoint(tmp_path / "odd.st", generators={"data": sl.Generator()})
