@@ -93,7 +93,9 @@ class Flip(Function):
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
-        return get_array_module(x).flip(x, dims)
+        # NOTE: a copy, as PyTorch's flip: NumPy's flip is a negative-stride view, which
+        # view() could not reshape and whose writes would reach the input unversioned
+        return get_array_module(x).flip(x, dims).copy()
 
     @staticmethod
     def backward(ctx, g):
@@ -480,7 +482,7 @@ def flip(input: Tensor, *dims) -> Tensor:
         input: a tensor of any shape ``(*)``.
         dims: the dims to reverse (ints or one sequence).
     Returns:
-        same shape.
+        a new contiguous tensor of the same shape (not a view).
     """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
