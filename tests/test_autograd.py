@@ -343,3 +343,11 @@ def test_next_functions_describe_the_graph():
     (node, _), = y.grad_fn.next_functions
     assert node.name() == "MulBackward"
     assert node.next_functions[0][0] is x
+
+
+def test_backward_into_a_node_freed_by_an_earlier_backward_says_so():
+    x = sl.ones(2, requires_grad=True)
+    shared = x * 1
+    (x * shared).sum().backward()  # frees shared's node
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        (x * shared).sum().backward()
