@@ -94,15 +94,18 @@ class ELU(Function):
     @staticmethod
     def forward(ctx, x, alpha):
         xp = get_array_module(x)
-        out = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
-        ctx.save_for_backward(x, out)
+        ctx.save_for_backward(x)  # not the output, which may then be changed in place (PyTorch)
         ctx.alpha = alpha
-        return out
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
 
     @staticmethod
     def backward(ctx, g):
-        x, out = ctx.saved_tensors
-        return get_array_module(g).where(x > 0, g, g * (out + ctx.alpha)), None
+        (x,) = ctx.saved_tensors
+        xp = get_array_module(g)
+        negative = xp.exp(xp.minimum(x, 0))  # d/dx alpha * (exp(x) - 1), for x <= 0
+        negative *= ctx.alpha
+        negative *= g
+        return xp.where(x > 0, g, negative), None
 
 
 class Softmax(Function):
