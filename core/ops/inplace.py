@@ -175,16 +175,16 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
 
 def setitem_(tensor: Tensor, index, value) -> None:
     """``tensor[index] = value`` (value: number or tensor, broadcast to the selection)."""
-    from .indexing import convert_index
+    from .indexing import split_index
 
-    xp = get_array_module(tensor._array)
-    index = convert_index(index, xp)
+    basic, advanced = split_index(index, get_array_module(tensor._array), tensor._array.ndim)
     if _recording(tensor, value):
         _check_rebase(tensor, "__setitem__")
-        _write(tensor, SetItem.apply(tensor, index, value), "__setitem__")
+        _write(tensor, SetItem.apply(tensor, basic, advanced, value), "__setitem__")
         return
+    array = value._array if isinstance(value, Tensor) else value
     try:
-        tensor._array[index] = value._array if isinstance(value, Tensor) else value
+        _assign(tensor._array, basic, advanced, array)
     except (ValueError, IndexError) as error:
         raise type(error)(
             f"__setitem__: {error} (tensor shape {tuple(tensor.shape)}, value shape "
@@ -193,18 +193,30 @@ def setitem_(tensor: Tensor, index, value) -> None:
     _bump(tensor)
 
 
+def _assign(array, basic: tuple, advanced, value) -> None:
+    """``array[basic][advanced] = value`` (see ``indexing.split_index``)."""
+    if advanced is None:
+        array[basic] = value
+    else:
+        array[basic][advanced] = value  # array[basic] is a view: the write reaches array
+
+
 class SetItem(Function):
     @staticmethod
-    def forward(ctx, x, index, value):
-        ctx.args = (index, getattr(value, "shape", ()))
+    def forward(ctx, x, basic, advanced, value):
+        ctx.args = (basic, advanced, getattr(value, "shape", ()))
         out = x.copy()
-        out[index] = value
+        _assign(out, basic, advanced, value)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        index, value_shape = ctx.args
+        from .indexing import index_array
+
+        basic, advanced, value_shape = ctx.args
         gx = g.copy()
-        gx[index] = 0
-        gv = unbroadcast(g[index], value_shape) if ctx.needs_input_grad[2] else None
-        return gx, None, gv
+        _assign(gx, basic, advanced, 0)
+        gv = None
+        if ctx.needs_input_grad[3]:
+            gv = unbroadcast(index_array(g, basic, advanced), value_shape)
+        return gx, None, None, gv
