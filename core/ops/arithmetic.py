@@ -42,41 +42,52 @@ class Sub(Function):
         return ga, gb
 
 
-# NOTE: each Function saves only what the gradients asked for need (a's gradient needs b and
-# b's needs a), as PyTorch: an input no saved array depends on may then be changed in place.
+# NOTE: each Function saves only what the gradients asked for read (a's gradient reads b and
+# b's reads a), as PyTorch: an input that no saved array depends on may be changed in place.
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        needs = ctx.needs_input_grad
-        ctx.save_for_backward(a if needs[1] else None, b if needs[0] else None)
-        ctx.shapes = (_shape(a), _shape(b))
+        grad_a, grad_b = ctx.needs_input_grad
+        if grad_a and grad_b:
+            ctx.save_for_backward(a, b)
+        elif grad_a:
+            ctx.save_for_backward(None, b)
+            ctx.shape = _shape(a)  # of the operand not saved
+        elif grad_b:
+            ctx.save_for_backward(a, None)
+            ctx.shape = _shape(b)
         return a * b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        sa, sb = ctx.shapes
-        ga = unbroadcast(g * b, sa) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * a, sb) if ctx.needs_input_grad[1] else None
+        grad_a, grad_b = ctx.needs_input_grad
+        ga = unbroadcast(g * b, _shape(a) if grad_b else ctx.shape) if grad_a else None
+        gb = unbroadcast(g * a, _shape(b) if grad_a else ctx.shape) if grad_b else None
         return ga, gb
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
-        ctx.shape_a = _shape(a)
+        grad_a, grad_b = ctx.needs_input_grad
+        if grad_b:
+            ctx.save_for_backward(a, b)
+        elif grad_a:
+            ctx.save_for_backward(None, b)
+            ctx.shape = _shape(a)  # of the operand not saved
         return a / b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        ga = unbroadcast(g / b, ctx.shape_a) if ctx.needs_input_grad[0] else None
+        grad_a, grad_b = ctx.needs_input_grad
+        ga = unbroadcast(g / b, _shape(a) if grad_b else ctx.shape) if grad_a else None
         # NOTE: (a / b) / b, not a / (b * b): b * b overflows (float16 beyond 256, float32
         # beyond 1.8e19) or underflows where the quotient itself is representable
-        gb = unbroadcast(-g * (a / b) / b, _shape(b)) if ctx.needs_input_grad[1] else None
+        gb = unbroadcast(-g * (a / b) / b, _shape(b)) if grad_b else None
         return ga, gb
 
 
@@ -84,9 +95,10 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         out = a**b
-        needs = ctx.needs_input_grad
-        # the output only for the exponent's gradient: (x * 1) ** 2 may be changed in place
-        ctx.save_for_backward(a, b, out if needs[1] else None)
+        grad_a, grad_b = ctx.needs_input_grad
+        if grad_a or grad_b:
+            # the output only for the exponent's gradient: (x * 1) ** 2 may change in place
+            ctx.save_for_backward(a, b, out if grad_b else None)
         return out
 
     @staticmethod
