@@ -183,11 +183,15 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 def _inplace_or(result: Tensor, input: Tensor, inplace: bool) -> Tensor:
     if not inplace:
         return result
-    from ..ops.inplace import _check_rebase, _recording, _write
+    from ..ops.inplace import _bump, _check_cast, _check_rebase, _recording, _write
 
+    op = "inplace activation"
     if _recording(input):
-        _check_rebase(input, "inplace activation")
-    return _write(input, result, "inplace activation")
+        _check_rebase(input, op)
+        return _write(input, result, op)
+    _check_cast(result._array.dtype, input._array.dtype, op)
+    input._array[...] = result._array  # no history to change (no_grad, or none needed)
+    return _bump(input)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:

@@ -6,6 +6,7 @@ import numpy
 
 from .. import dtypes
 from ..autograd.function import Function
+from ..autograd.views import track
 from ..backend import get_array_module, scatter_add
 from ..tensor import Tensor
 from ._util import normalize_dim
@@ -88,9 +89,13 @@ def _dims_consumed(part) -> int:
 
 
 def index_array(array, basic: tuple, advanced):
-    """``array[basic][advanced]`` (see ``split_index``)."""
+    """``array[basic][advanced]`` (see ``split_index``); basic indexing alone is a view."""
     out = array[basic]
-    return out if advanced is None else out[advanced]
+    if advanced is not None:
+        return out[advanced]
+    if isinstance(out, numpy.generic):  # NumPy copies single elements out: a 0-d view instead
+        return array[basic + (Ellipsis,)]
+    return out
 
 
 class GetItem(Function):
@@ -130,11 +135,7 @@ def getitem(input: Tensor, index) -> Tensor:
     """``input[index]`` with PyTorch's semantics; basic indexing returns a view."""
     basic, advanced = split_index(index, get_array_module(input._array), input._array.ndim)
     out = GetItem.apply(input, basic, advanced)
-    if advanced is None:
-        from .shape import _view_of
-
-        return _view_of(out, input)
-    return out
+    return out if advanced is not None else track(out, input, ("index", basic))
 
 
 def index_tensor(index, op: str, argument: str = "index") -> Tensor:

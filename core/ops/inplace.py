@@ -2,13 +2,15 @@
 
 Without autograd in play (``no_grad``, or nothing requires grad) an in-place op writes
 straight into the array. Under autograd it runs the differentiable out-of-place op, writes
-the result into the array and makes the tensor the output of that op, as PyTorch does.
+the result into the array and makes the tensor the output of that op, as PyTorch does; the
+tensor's views, or the root it is a view of, follow (autograd/views.py).
 """
 
 from __future__ import annotations
 
 import numpy
 
+from ..autograd import views
 from ..autograd.function import Function
 from ..autograd.grad_mode import _GradMode
 from ..backend import get_array_module
@@ -22,21 +24,20 @@ _UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divi
 def _recording(tensor: Tensor, *others) -> bool:
     if not _GradMode.enabled:
         return False
-    return tensor._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+    if tensor._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others):
+        return True
+    base = tensor._base  # a view without history of a root with one: refused by the check
+    return base is not None and base._requires_grad
 
 
 def _check_rebase(tensor: Tensor, op: str) -> None:
+    """Refuse in-place ops whose effect autograd could not follow."""
     if tensor.grad_fn is None and tensor._requires_grad:
         raise RuntimeError(
             f"{op}: a leaf Variable that requires grad is being used in an in-place operation."
         )
-    base = tensor._base
-    if base is not None and (base._requires_grad or tensor._requires_grad):
-        raise RuntimeError(
-            f"{op}: in-place operations on a view of a tensor that requires grad are not "
-            "supported (autograd could not update the base's history); use an out-of-place "
-            "op, or clone() the view first"
-        )
+    if tensor._base is not None:
+        views.check_view_inplace(tensor, op)
 
 
 def _bump(tensor: Tensor) -> Tensor:
@@ -45,7 +46,8 @@ def _bump(tensor: Tensor) -> Tensor:
 
 
 def _write(tensor: Tensor, result: Tensor, op: str) -> Tensor:
-    """Store ``result`` in ``tensor`` and make ``tensor`` the output of ``result``'s node."""
+    """Store ``result`` in ``tensor`` and make ``tensor`` the output of ``result``'s node; the
+    tensor's root and views follow (see autograd/views.py)."""
     if result.shape != tensor.shape:
         raise RuntimeError(
             f"{op}: output with shape {list(tensor.shape)} doesn't match the broadcast shape "
@@ -54,10 +56,14 @@ def _write(tensor: Tensor, result: Tensor, op: str) -> Tensor:
     _check_cast(result._array.dtype, tensor._array.dtype, op)
     _keep_original(result.grad_fn, tensor._array)
     tensor._array[...] = result._array
-    tensor.grad_fn = result.grad_fn
-    tensor._output_nr = result._output_nr
-    tensor._requires_grad = result._requires_grad
-    return _bump(tensor)
+    _bump(tensor)
+    if tensor._base is not None:
+        views.write_through_view(tensor, result)
+        return tensor
+    had_grad = tensor._requires_grad
+    views.set_history(tensor, result.grad_fn, result._output_nr)
+    views.rebase_views(tensor, had_grad)
+    return tensor
 
 
 def _keep_original(node, array) -> None:
