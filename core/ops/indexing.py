@@ -33,6 +33,10 @@ def split_index(index, xp, ndim: int) -> tuple:
         ``advanced`` None when the index holds no index arrays, else a tuple of index arrays and
         ``slice(None)`` applied to ``x[basic]``.
     """
+    if type(index) is Tensor and index._array.ndim:  # x[indices], x[mask]: NumPy's own rule
+        array = index._array
+        if (xp is numpy) == (type(array) is numpy.ndarray):
+            return (), (array,)
     parts = index if type(index) is tuple else (index,)
     if all(type(p) in _BASIC for p in parts):
         return parts, None
@@ -90,7 +94,7 @@ def _dims_consumed(part) -> int:
 
 def index_array(array, basic: tuple, advanced):
     """``array[basic][advanced]`` (see ``split_index``); basic indexing alone is a view."""
-    out = array[basic]
+    out = array[basic] if basic else array
     if advanced is not None:
         return out[advanced]
     if isinstance(out, numpy.generic):  # NumPy copies single elements out: a 0-d view instead
@@ -111,7 +115,7 @@ class GetItem(Function):
         if advanced is None:
             grad[basic] = g
         else:
-            scatter_add(grad[basic], advanced, g)  # repeated indices accumulate
+            scatter_add(grad[basic] if basic else grad, advanced, g)  # repeats accumulate
         return grad, None, None
 
 

@@ -203,8 +203,8 @@ def _assign(array, basic: tuple, advanced, value) -> None:
     """``array[basic][advanced] = value`` (see ``indexing.split_index``)."""
     if advanced is None:
         array[basic] = value
-    else:
-        array[basic][advanced] = value  # array[basic] is a view: the write reaches array
+    else:  # array[basic] is a view: the write reaches array
+        (array[basic] if basic else array)[advanced] = value
 
 
 class SetItem(Function):
