@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import seqlib as sl
 import seqlib.nn.functional as F
@@ -316,3 +318,43 @@ def test_a_single_element_view_writes_through():
     z[1].mul_(3)
     z.sum().backward()
     assert x.grad.tolist() == [1.0, 3.0, 1.0]
+
+
+# ---- random chains of views, changed in place through the root or the view ---------------
+VIEW_STEPS = {
+    "transpose": lambda v: v.transpose(0, -1) if v.ndim >= 2 else v,
+    "permute": lambda v: v.permute(*range(v.ndim - 1, -1, -1)) if v.ndim >= 2 else v,
+    "unsqueeze": lambda v: v.unsqueeze(0),
+    "squeeze": lambda v: v.squeeze(),
+    "index": lambda v: v[-1] if v.ndim else v,
+    "slice": lambda v: v[..., ::2] if v.ndim else v,
+    "split": lambda v: v.split(2)[0] if v.ndim else v,
+    "chunk": lambda v: v.chunk(2, -1)[-1] if v.ndim else v,
+    "unbind": lambda v: v.unbind(-1)[0] if v.ndim else v,
+    "reshape": lambda v: v.reshape(-1),  # a view when the layout allows, else a copy
+    "expand": lambda v: v.unsqueeze(0).expand(2, *v.shape),
+}
+
+
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+       steps=st.lists(st.sampled_from(sorted(VIEW_STEPS)), min_size=1, max_size=3),
+       changed=st.sampled_from(["root", "view"]), seed=st.integers(0, 100))
+def test_random_view_chains_changed_in_place_gradcheck(shape, steps, changed, seed):
+    x = sl.tensor(rng_values(shape, seed), requires_grad=True)
+
+    def program(leaf):
+        root = leaf * 1
+        view = root
+        for step in steps:
+            view = VIEW_STEPS[step](view)
+        weights = sl.tensor(rng_values(view.shape, seed + 1))
+        if changed == "root":
+            root.mul_(leaf.exp())
+        else:
+            try:
+                view.mul_(view * 1).add_(1.5)
+            except RuntimeError as error:  # refused only on expanded views
+                assert "expand" in steps and "expanded view" in str(error)
+        return (view * weights).sum() + (root * root).sum()
+
+    assert sl.gradcheck(program, [x])

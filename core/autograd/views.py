@@ -198,7 +198,12 @@ def check_view_inplace(view, op: str) -> None:
             "either both inside the no_grad block (if you don't want the inplace to be "
             "tracked) or both outside (if you want the inplace to be tracked)."
         )
-    if is_expanded(view._view_steps):
+
+
+def check_writable(tensor, op: str) -> None:
+    """Refuse to write into an expanded view, with or without autograd (NumPy would say its
+    array is read-only; CuPy would write each shared element several times)."""
+    if tensor._base is not None and is_expanded(tensor._view_steps):
         raise RuntimeError(
             f"{op}: unsupported operation: the tensor is an expanded view (expand, "
             "broadcast_to), where more than one element may refer to a single memory "

@@ -7,6 +7,7 @@ import math
 import numpy
 
 from .. import dtypes
+from ..autograd import views
 from ..autograd.function import Function
 from ..backend import get_array_module
 from ..ops._util import normalize_dim
@@ -186,6 +187,7 @@ def _inplace_or(result: Tensor, input: Tensor, inplace: bool) -> Tensor:
     from ..ops.inplace import _bump, _check_cast, _check_rebase, _recording, _write
 
     op = "inplace activation"
+    views.check_writable(input, op)
     if _recording(input):
         _check_rebase(input, op)
         return _write(input, result, op)

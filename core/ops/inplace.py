@@ -92,6 +92,7 @@ def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
     from . import arithmetic
 
     op = name + "_"
+    views.check_writable(tensor, op)
     if _recording(tensor, other):
         _check_rebase(tensor, op)
         function = getattr(arithmetic, name)
@@ -117,6 +118,7 @@ def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
 def unary_(tensor: Tensor, function, *args, **kwargs) -> Tensor:
     """The in-place twin of any out-of-place op ``function(tensor, *args, **kwargs)``."""
     op = function.__name__ + "_"
+    views.check_writable(tensor, op)
     if _recording(tensor, *args, *kwargs.values()):
         _check_rebase(tensor, op)
         return _write(tensor, function(tensor, *args, **kwargs), op)
@@ -146,6 +148,7 @@ class Overwrite(Function):
 
 def fill_(tensor: Tensor, value) -> Tensor:
     """Set every element to ``value`` (a number or a 0-d tensor)."""
+    views.check_writable(tensor, "fill_")
     if _recording(tensor, value):
         _check_rebase(tensor, "fill_")
         return _write(tensor, Overwrite.apply(tensor, value), "fill_")
@@ -165,6 +168,7 @@ def copy_(tensor: Tensor, source: Tensor) -> Tensor:
             f"{tuple(tensor.shape)}"
         )
     moved = to(source, tensor.device, tensor.dtype)
+    views.check_writable(tensor, "copy_")
     if _recording(tensor, source):
         _check_rebase(tensor, "copy_")
         return _write(tensor, Overwrite.apply(tensor, moved), "copy_")
@@ -184,6 +188,7 @@ def setitem_(tensor: Tensor, index, value) -> None:
     from .indexing import split_index
 
     basic, advanced = split_index(index, get_array_module(tensor._array), tensor._array.ndim)
+    views.check_writable(tensor, "__setitem__")
     if _recording(tensor, value):
         _check_rebase(tensor, "__setitem__")
         _write(tensor, SetItem.apply(tensor, basic, advanced, value), "__setitem__")

@@ -83,7 +83,8 @@ class Unbind(Function):
     def forward(ctx, x, dim):
         ctx.dim = dim
         lead = (slice(None),) * dim
-        return tuple(x[lead + (i,)] for i in range(x.shape[dim]))  # views, as PyTorch
+        # views, as PyTorch (the Ellipsis makes NumPy return 0-d views, not copied scalars)
+        return tuple(x[lead + (i, Ellipsis)] for i in range(x.shape[dim]))
 
     @staticmethod
     def backward(ctx, *grads):
