@@ -69,6 +69,13 @@ def is_expanded(steps: tuple) -> bool:
 
 
 # ---- the nodes ---------------------------------------------------------------------------
+def _count(shape: tuple) -> int:
+    count = 1
+    for n in shape:
+        count *= n
+    return count
+
+
 def _positions(xp, shape: tuple, steps: tuple):
     """Flat row-major positions in a root of ``shape`` of each element of the view."""
     return xp.asarray(replay(xp.arange(_count(shape)).reshape(shape), steps))
@@ -111,13 +118,6 @@ class CopySlices(Function):
             g_root[positions.reshape(-1)] = 0
             g_root = g_root.reshape(shape)
         return g_root, g_result
-
-
-def _count(shape: tuple) -> int:
-    count = 1
-    for n in shape:
-        count *= n
-    return count
 
 
 def _edge(tensor):
