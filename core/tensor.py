@@ -20,7 +20,9 @@ class Tensor:
         "grad_fn",  # the Function node that produced this tensor, None for leaves
         "_output_nr",  # which output of grad_fn this tensor is
         "_version",  # [count] shared with views, bumped by every in-place op
-        "_base",  # the tensor this one is a view of, or None
+        "_base",  # the root tensor this one is a view of, or None (see autograd/views.py)
+        "_view_steps",  # set on views only: the steps from the root, (("permute", dims), ...)
+        "_views",  # weak references to this root's views, or None
         "_hooks",  # gradient hooks of a leaf tensor
         "_retains_grad",  # non-leaf asked to keep its .grad
         "__weakref__",
@@ -44,6 +46,7 @@ class Tensor:
         self._output_nr = output_nr
         self._version = [0]
         self._base = None
+        self._views = None
         self._hooks = None
         self._retains_grad = False
 
@@ -58,6 +61,7 @@ class Tensor:
         self._output_nr = output_nr
         self._version = [0]
         self._base = None
+        self._views = None
         self._hooks = None
         self._retains_grad = False
         return self

@@ -120,12 +120,20 @@ def test_setitem_is_differentiable():
     assert v.grad.item() == 10.0
 
 
-def test_in_place_on_a_view_of_a_graph_tensor_is_refused():
+def test_in_place_on_a_view_of_a_graph_tensor_reaches_its_base():
     x = sl.ones(2, 2, requires_grad=True)
     y = x * 1
     row = y[0]
-    with pytest.raises(RuntimeError, match="view of a tensor that requires grad"):
-        row.mul_(2)
+    row.mul_(2)  # y's history becomes CopySlices: row 0 through the mul, row 1 unchanged
+    assert y.grad_fn.name() == "CopySlices" and y.tolist() == [[2, 2], [1, 1]]
+    y.sum().backward()
+    assert x.grad.tolist() == [[2, 2], [1, 1]]
+
+
+def test_in_place_on_a_view_of_a_leaf_requiring_grad_is_refused():
+    x = sl.ones(2, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable that requires grad"):
+        x[0].mul_(2)
 
 
 def test_version_counter_is_shared_with_views_and_detach():
@@ -343,3 +351,11 @@ def test_next_functions_describe_the_graph():
     (node, _), = y.grad_fn.next_functions
     assert node.name() == "MulBackward"
     assert node.next_functions[0][0] is x
+
+
+def test_backward_into_a_node_freed_by_an_earlier_backward_says_so():
+    x = sl.ones(2, requires_grad=True)
+    shared = x * 1
+    (x * shared).sum().backward()  # frees shared's node
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        (x * shared).sum().backward()

@@ -536,6 +536,15 @@ def test_flip_and_roll():
     check_op(lambda t: t.roll(5), lambda a: numpy.roll(a, 5), x)
 
 
+def test_flip_returns_a_new_contiguous_tensor():
+    x = sl.arange(6).view(2, 3)
+    flipped = x.flip(0)
+    assert flipped.is_contiguous()
+    assert flipped.view(-1).tolist() == [3, 4, 5, 0, 1, 2]  # PyTorch: flip copies
+    flipped[0, 0] = 9  # its own memory: the input is untouched
+    assert x.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
 def test_tril_triu():
     x = values((2, 4, 4))
     check_op(lambda t: t.tril(), numpy.tril, x)

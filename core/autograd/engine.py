@@ -62,6 +62,8 @@ def _process(node, grads, retain_graph, pending, heap, order, captures) -> None:
             grad = numpy.asarray(grad)
         if type(edge) is tuple:
             target, output_nr = edge
+            if target._freed:  # a node shared with a graph that an earlier backward freed
+                _ = target.saved_tensors  # raises "backward through the graph a second time"
             expected_shape, dtype = target._outputs[output_nr]
         else:
             target, output_nr = edge, 0

@@ -7,6 +7,7 @@ import math
 import numpy
 
 from .. import dtypes
+from ..autograd import views
 from ..autograd.function import Function
 from ..backend import get_array_module
 from ..ops._util import normalize_dim
@@ -94,15 +95,18 @@ class ELU(Function):
     @staticmethod
     def forward(ctx, x, alpha):
         xp = get_array_module(x)
-        out = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
-        ctx.save_for_backward(x, out)
+        ctx.save_for_backward(x)  # not the output, which may then be changed in place (PyTorch)
         ctx.alpha = alpha
-        return out
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
 
     @staticmethod
     def backward(ctx, g):
-        x, out = ctx.saved_tensors
-        return get_array_module(g).where(x > 0, g, g * (out + ctx.alpha)), None
+        (x,) = ctx.saved_tensors
+        xp = get_array_module(g)
+        negative = xp.exp(xp.minimum(x, 0))  # d/dx alpha * (exp(x) - 1), for x <= 0
+        negative *= ctx.alpha
+        negative *= g
+        return xp.where(x > 0, g, negative), None
 
 
 class Softmax(Function):
@@ -180,11 +184,16 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 def _inplace_or(result: Tensor, input: Tensor, inplace: bool) -> Tensor:
     if not inplace:
         return result
-    from ..ops.inplace import _check_rebase, _recording, _write
+    from ..ops.inplace import _bump, _check_cast, _check_rebase, _recording, _write
 
+    op = "inplace activation"
+    views.check_writable(input, op)
     if _recording(input):
-        _check_rebase(input, "inplace activation")
-    return _write(input, result, "inplace activation")
+        _check_rebase(input, op)
+        return _write(input, result, op)
+    _check_cast(result._array.dtype, input._array.dtype, op)
+    input._array[...] = result._array  # no history to change (no_grad, or none needed)
+    return _bump(input)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:

@@ -42,33 +42,52 @@ class Sub(Function):
         return ga, gb
 
 
+# NOTE: each Function saves only what the gradients asked for read (a's gradient reads b and
+# b's reads a), as PyTorch: an input that no saved array depends on may be changed in place.
+
+
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        grad_a, grad_b = ctx.needs_input_grad
+        if grad_a and grad_b:
+            ctx.save_for_backward(a, b)
+        elif grad_a:
+            ctx.save_for_backward(None, b)
+            ctx.shape = _shape(a)  # of the operand not saved
+        elif grad_b:
+            ctx.save_for_backward(a, None)
+            ctx.shape = _shape(b)
         return a * b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        ga = unbroadcast(g * b, _shape(a)) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * a, _shape(b)) if ctx.needs_input_grad[1] else None
+        grad_a, grad_b = ctx.needs_input_grad
+        ga = unbroadcast(g * b, _shape(a) if grad_b else ctx.shape) if grad_a else None
+        gb = unbroadcast(g * a, _shape(b) if grad_a else ctx.shape) if grad_b else None
         return ga, gb
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        grad_a, grad_b = ctx.needs_input_grad
+        if grad_b:
+            ctx.save_for_backward(a, b)
+        elif grad_a:
+            ctx.save_for_backward(None, b)
+            ctx.shape = _shape(a)  # of the operand not saved
         return a / b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        ga = unbroadcast(g / b, _shape(a)) if ctx.needs_input_grad[0] else None
+        grad_a, grad_b = ctx.needs_input_grad
+        ga = unbroadcast(g / b, _shape(a) if grad_b else ctx.shape) if grad_a else None
         # NOTE: (a / b) / b, not a / (b * b): b * b overflows (float16 beyond 256, float32
         # beyond 1.8e19) or underflows where the quotient itself is representable
-        gb = unbroadcast(-g * (a / b) / b, _shape(b)) if ctx.needs_input_grad[1] else None
+        gb = unbroadcast(-g * (a / b) / b, _shape(b)) if grad_b else None
         return ga, gb
 
 
@@ -76,7 +95,10 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         out = a**b
-        ctx.save_for_backward(a, b, out)
+        grad_a, grad_b = ctx.needs_input_grad
+        if grad_a or grad_b:
+            # the output only for the exponent's gradient: (x * 1) ** 2 may change in place
+            ctx.save_for_backward(a, b, out if grad_b else None)
         return out
 
     @staticmethod
@@ -149,14 +171,16 @@ def promote(a, b, true_divide: bool = False):
     """Cast operands so mixed float/int tensors give the float tensor's dtype, as PyTorch.
 
     NumPy alone would turn ``float32 * int64`` into float64 and ``int / int`` into float64;
-    PyTorch gives float32 for both. Python scalars are weak (NEP 50): ``float32 * 2.0`` stays
-    float32, and ``int_tensor * 2.5`` becomes the default float dtype.
+    PyTorch gives float32 for both. A 0-d tensor does not promote a dimensioned one of the
+    same or a lower category (``float32 (3,) + tensor(1.0, float64)`` is float32). Python
+    scalars are weak (NEP 50): ``float32 * 2.0`` stays float32, and ``int_tensor * 2.5``
+    becomes the default float dtype.
     """
     a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
     if a_is and b_is:
         da, db = a._array.dtype, b._array.dtype
         if da != db:
-            target = dtypes.result_type(da, db)
+            target = _tensors_result_type(da, a._array.ndim == 0, db, b._array.ndim == 0)
             a = a if da == target else a.to(target)
             b = b if db == target else b.to(target)
         if true_divide and a._array.dtype.kind != "f":
@@ -174,6 +198,19 @@ def promote(a, b, true_divide: bool = False):
     elif isinstance(scalar, int) and not isinstance(scalar, bool) and kind == "b":
         tensor = tensor.to(dtypes.int64)
     return (tensor, b) if a_is else (a, tensor)
+
+
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # bool < integer < floating
+
+
+def _tensors_result_type(da, a_is_0d: bool, db, b_is_0d: bool):
+    """PyTorch's ``result_type`` of two tensors: dimensioned tensors outrank 0-d ones, unless
+    the 0-d one is of a higher category (bool < integer < floating)."""
+    if a_is_0d != b_is_0d:
+        dimensioned, zero_dim = (db, da) if a_is_0d else (da, db)
+        if _CATEGORY[zero_dim.kind] <= _CATEGORY[dimensioned.kind]:
+            return dimensioned
+    return dtypes.result_type(da, db)
 
 
 def _wrap(value):

@@ -6,50 +6,117 @@ import numpy
 
 from .. import dtypes
 from ..autograd.function import Function
+from ..autograd.views import track
 from ..backend import get_array_module, scatter_add
 from ..tensor import Tensor
 from ._util import normalize_dim
 
-_BASIC = (int, numpy.integer, slice, type(None), type(Ellipsis))
+_BASIC = frozenset((int, numpy.int64, numpy.int32, slice, type(None), type(Ellipsis)))
 
 
-def convert_index(index, xp):
-    """Replace tensors in an index by arrays of the target module; lists stay NumPy-style."""
-    if isinstance(index, tuple):
-        return tuple(convert_index(i, xp) for i in index)
-    if isinstance(index, Tensor):
-        index = index._array
-    if isinstance(index, list) and any(isinstance(i, Tensor) for i in index):
-        index = [i.item() if isinstance(i, Tensor) else i for i in index]
-    if xp is not numpy and isinstance(index, (numpy.ndarray, list)):
-        index = xp.asarray(index)
-    if isinstance(index, bool):  # x[True] adds a dim, as NumPy and PyTorch do
-        return index
-    return index
+def split_index(index, xp, ndim: int) -> tuple:
+    """PyTorch's ``x[index]`` as NumPy's ``x[basic][advanced]``.
+
+    PyTorch applies ints (and 0-d integer tensors) first, as ``select``, and then NumPy's rule
+    for index tensors on what remains: index tensors next to each other keep their place, ones
+    separated by a slice or None go first. NumPy instead counts an int as one more index array,
+    so ``x[0, :, t]`` would put t's dim first where PyTorch keeps it in place. A bool (or 0-d
+    bool tensor) adds a dim of size 1 that it indexes with ``[0]`` (True) or ``[]`` (False).
+
+    Args:
+        index: what ``__getitem__`` received (tensors, lists, ints, slices, None, Ellipsis,
+            bools, or a tuple of those).
+        xp: the array module of the indexed tensor.
+        ndim: the number of dims of the indexed tensor.
+    Returns:
+        ``(basic, advanced)``: ``basic`` a tuple of ints, slices, None and Ellipsis (a view);
+        ``advanced`` None when the index holds no index arrays, else a tuple of index arrays and
+        ``slice(None)`` applied to ``x[basic]``.
+    """
+    if type(index) is Tensor and index._array.ndim:  # x[indices], x[mask]: NumPy's own rule
+        array = index._array
+        if (xp is numpy) == (type(array) is numpy.ndarray):
+            return (), (array,)
+    parts = index if type(index) is tuple else (index,)
+    if all(type(p) in _BASIC for p in parts):
+        return parts, None
+    parts = [_index_part(p, xp) for p in parts]
+    consumed = sum(_dims_consumed(p) for p in parts)
+    basic, advanced, has_arrays = [], [], False
+    for p in parts:
+        if p is None or type(p) is slice:
+            basic.append(p)
+            advanced.append(slice(None))
+        elif p is Ellipsis:
+            basic.append(p)
+            advanced += [slice(None)] * max(ndim - consumed, 0)
+        elif type(p) is bool:  # a new dim of size 1, indexed by [0] or []
+            basic.append(None)
+            advanced.append(xp.zeros(int(p), dtype=numpy.int64))
+            has_arrays = True
+        elif hasattr(p, "dtype") and p.ndim:  # an index array over one dim, a mask over ndim
+            basic += [slice(None)] * (p.ndim if p.dtype.kind == "b" else 1)
+            advanced.append(p)
+            has_arrays = True
+        else:  # ints, and what NumPy will refuse with its own message
+            basic.append(p)
+    return tuple(basic), (tuple(advanced) if has_arrays else None)
 
 
-def is_basic(index) -> bool:
-    """True when indexing returns a view (ints, slices, None and Ellipsis only)."""
-    parts = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(p, _BASIC) and not isinstance(p, bool) for p in parts)
+def _index_part(part, xp):
+    """One entry of an index as NumPy takes it: tensors and lists as arrays of ``xp``, 0-d
+    integer tensors as ints (PyTorch selects with them), 0-d bool tensors as bools."""
+    if isinstance(part, Tensor):
+        part = part._array
+    elif isinstance(part, list):
+        part = [p.item() if isinstance(p, Tensor) else p for p in part]
+        part = xp.asarray(part)
+        if part.size == 0:  # x[[]] selects nothing, as an integer index
+            part = part.astype(numpy.int64)
+    elif isinstance(part, numpy.bool_):
+        return bool(part)
+    if hasattr(part, "dtype") and not isinstance(part, numpy.generic):
+        if part.ndim == 0 and part.dtype.kind in "iub":
+            return bool(part) if part.dtype.kind == "b" else int(part)
+        if xp is not numpy and isinstance(part, numpy.ndarray):
+            part = xp.asarray(part)
+    return part
+
+
+def _dims_consumed(part) -> int:
+    """How many dims of the indexed tensor ``part`` uses up (for Ellipsis' share)."""
+    if part is None or part is Ellipsis or type(part) is bool:
+        return 0
+    if hasattr(part, "dtype") and part.ndim and part.dtype.kind == "b":
+        return part.ndim
+    return 1
+
+
+def index_array(array, basic: tuple, advanced):
+    """``array[basic][advanced]`` (see ``split_index``); basic indexing alone is a view."""
+    out = array[basic] if basic else array
+    if advanced is not None:
+        return out[advanced]
+    if isinstance(out, numpy.generic):  # NumPy copies single elements out: a 0-d view instead
+        return array[basic + (Ellipsis,)]
+    return out
 
 
 class GetItem(Function):
     @staticmethod
-    def forward(ctx, x, index):
-        ctx.args = (x.shape, index)
-        return x[index]
+    def forward(ctx, x, basic, advanced):
+        ctx.args = (x.shape, basic, advanced)
+        return index_array(x, basic, advanced)
 
     @staticmethod
     def backward(ctx, g):
-        shape, index = ctx.args
-        xp = get_array_module(g)
-        grad = xp.zeros(shape, g.dtype)
-        if is_basic(index):
-            grad[index] = g
+        shape, basic, advanced = ctx.args
+        grad = get_array_module(g).zeros(shape, g.dtype)
+        if advanced is None:
+            grad[basic] = g
         else:
-            scatter_add(grad, index, g)  # repeated indices accumulate
-        return grad, None
+            scatter_add(grad[basic] if basic else grad, advanced, g)  # repeats accumulate
+        return grad, None, None
 
 
 class IndexSelect(Function):
@@ -69,15 +136,10 @@ class IndexSelect(Function):
 
 
 def getitem(input: Tensor, index) -> Tensor:
-    """``input[index]`` with NumPy/PyTorch semantics; basic indexing returns a view."""
-    xp = get_array_module(input._array)
-    index = convert_index(index, xp)
-    out = GetItem.apply(input, index)
-    if is_basic(index):
-        from .shape import _view_of
-
-        return _view_of(out, input)
-    return out
+    """``input[index]`` with PyTorch's semantics; basic indexing returns a view."""
+    basic, advanced = split_index(index, get_array_module(input._array), input._array.ndim)
+    out = GetItem.apply(input, basic, advanced)
+    return out if advanced is not None else track(out, input, ("index", basic))
 
 
 def index_tensor(index, op: str, argument: str = "index") -> Tensor:

@@ -2,13 +2,15 @@
 
 Without autograd in play (``no_grad``, or nothing requires grad) an in-place op writes
 straight into the array. Under autograd it runs the differentiable out-of-place op, writes
-the result into the array and makes the tensor the output of that op, as PyTorch does.
+the result into the array and makes the tensor the output of that op, as PyTorch does; the
+tensor's views, or the root it is a view of, follow (autograd/views.py).
 """
 
 from __future__ import annotations
 
 import numpy
 
+from ..autograd import views
 from ..autograd.function import Function
 from ..autograd.grad_mode import _GradMode
 from ..backend import get_array_module
@@ -22,21 +24,20 @@ _UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divi
 def _recording(tensor: Tensor, *others) -> bool:
     if not _GradMode.enabled:
         return False
-    return tensor._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+    if tensor._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others):
+        return True
+    base = tensor._base  # a view without history of a root with one: refused by the check
+    return base is not None and base._requires_grad
 
 
 def _check_rebase(tensor: Tensor, op: str) -> None:
+    """Refuse in-place ops whose effect autograd could not follow."""
     if tensor.grad_fn is None and tensor._requires_grad:
         raise RuntimeError(
             f"{op}: a leaf Variable that requires grad is being used in an in-place operation."
         )
-    base = tensor._base
-    if base is not None and (base._requires_grad or tensor._requires_grad):
-        raise RuntimeError(
-            f"{op}: in-place operations on a view of a tensor that requires grad are not "
-            "supported (autograd could not update the base's history); use an out-of-place "
-            "op, or clone() the view first"
-        )
+    if tensor._base is not None:
+        views.check_view_inplace(tensor, op)
 
 
 def _bump(tensor: Tensor) -> Tensor:
@@ -45,7 +46,8 @@ def _bump(tensor: Tensor) -> Tensor:
 
 
 def _write(tensor: Tensor, result: Tensor, op: str) -> Tensor:
-    """Store ``result`` in ``tensor`` and make ``tensor`` the output of ``result``'s node."""
+    """Store ``result`` in ``tensor`` and make ``tensor`` the output of ``result``'s node; the
+    tensor's root and views follow (see autograd/views.py)."""
     if result.shape != tensor.shape:
         raise RuntimeError(
             f"{op}: output with shape {list(tensor.shape)} doesn't match the broadcast shape "
@@ -54,10 +56,14 @@ def _write(tensor: Tensor, result: Tensor, op: str) -> Tensor:
     _check_cast(result._array.dtype, tensor._array.dtype, op)
     _keep_original(result.grad_fn, tensor._array)
     tensor._array[...] = result._array
-    tensor.grad_fn = result.grad_fn
-    tensor._output_nr = result._output_nr
-    tensor._requires_grad = result._requires_grad
-    return _bump(tensor)
+    _bump(tensor)
+    if tensor._base is not None:
+        views.write_through_view(tensor, result)
+        return tensor
+    had_grad = tensor._requires_grad
+    views.set_history(tensor, result.grad_fn, result._output_nr)
+    views.rebase_views(tensor, had_grad)
+    return tensor
 
 
 def _keep_original(node, array) -> None:
@@ -86,6 +92,7 @@ def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
     from . import arithmetic
 
     op = name + "_"
+    views.check_writable(tensor, op)
     if _recording(tensor, other):
         _check_rebase(tensor, op)
         function = getattr(arithmetic, name)
@@ -111,6 +118,7 @@ def binary_(tensor: Tensor, name: str, other, alpha=1) -> Tensor:
 def unary_(tensor: Tensor, function, *args, **kwargs) -> Tensor:
     """The in-place twin of any out-of-place op ``function(tensor, *args, **kwargs)``."""
     op = function.__name__ + "_"
+    views.check_writable(tensor, op)
     if _recording(tensor, *args, *kwargs.values()):
         _check_rebase(tensor, op)
         return _write(tensor, function(tensor, *args, **kwargs), op)
@@ -140,6 +148,7 @@ class Overwrite(Function):
 
 def fill_(tensor: Tensor, value) -> Tensor:
     """Set every element to ``value`` (a number or a 0-d tensor)."""
+    views.check_writable(tensor, "fill_")
     if _recording(tensor, value):
         _check_rebase(tensor, "fill_")
         return _write(tensor, Overwrite.apply(tensor, value), "fill_")
@@ -159,6 +168,7 @@ def copy_(tensor: Tensor, source: Tensor) -> Tensor:
             f"{tuple(tensor.shape)}"
         )
     moved = to(source, tensor.device, tensor.dtype)
+    views.check_writable(tensor, "copy_")
     if _recording(tensor, source):
         _check_rebase(tensor, "copy_")
         return _write(tensor, Overwrite.apply(tensor, moved), "copy_")
@@ -175,16 +185,17 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
 
 def setitem_(tensor: Tensor, index, value) -> None:
     """``tensor[index] = value`` (value: number or tensor, broadcast to the selection)."""
-    from .indexing import convert_index
+    from .indexing import split_index
 
-    xp = get_array_module(tensor._array)
-    index = convert_index(index, xp)
+    basic, advanced = split_index(index, get_array_module(tensor._array), tensor._array.ndim)
+    views.check_writable(tensor, "__setitem__")
     if _recording(tensor, value):
         _check_rebase(tensor, "__setitem__")
-        _write(tensor, SetItem.apply(tensor, index, value), "__setitem__")
+        _write(tensor, SetItem.apply(tensor, basic, advanced, value), "__setitem__")
         return
+    array = value._array if isinstance(value, Tensor) else value
     try:
-        tensor._array[index] = value._array if isinstance(value, Tensor) else value
+        _assign(tensor._array, basic, advanced, array)
     except (ValueError, IndexError) as error:
         raise type(error)(
             f"__setitem__: {error} (tensor shape {tuple(tensor.shape)}, value shape "
@@ -193,18 +204,30 @@ def setitem_(tensor: Tensor, index, value) -> None:
     _bump(tensor)
 
 
+def _assign(array, basic: tuple, advanced, value) -> None:
+    """``array[basic][advanced] = value`` (see ``indexing.split_index``)."""
+    if advanced is None:
+        array[basic] = value
+    else:  # array[basic] is a view: the write reaches array
+        (array[basic] if basic else array)[advanced] = value
+
+
 class SetItem(Function):
     @staticmethod
-    def forward(ctx, x, index, value):
-        ctx.args = (index, getattr(value, "shape", ()))
+    def forward(ctx, x, basic, advanced, value):
+        ctx.args = (basic, advanced, getattr(value, "shape", ()))
         out = x.copy()
-        out[index] = value
+        _assign(out, basic, advanced, value)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        index, value_shape = ctx.args
+        from .indexing import index_array
+
+        basic, advanced, value_shape = ctx.args
         gx = g.copy()
-        gx[index] = 0
-        gv = unbroadcast(g[index], value_shape) if ctx.needs_input_grad[2] else None
-        return gx, None, gv
+        _assign(gx, basic, advanced, 0)
+        gv = None
+        if ctx.needs_input_grad[3]:
+            gv = unbroadcast(index_array(g, basic, advanced), value_shape)
+        return gx, None, None, gv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..autograd.function import Function
+from ..autograd.views import track
 from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import normalize_dim, normalize_dims, parse_size, unbroadcast
@@ -81,8 +82,9 @@ class Unbind(Function):
     @staticmethod
     def forward(ctx, x, dim):
         ctx.dim = dim
-        xp = get_array_module(x)
-        return tuple(xp.take(x, i, axis=dim) for i in range(x.shape[dim]))
+        lead = (slice(None),) * dim
+        # views, as PyTorch (the Ellipsis makes NumPy return 0-d views, not copied scalars)
+        return tuple(x[lead + (i, Ellipsis)] for i in range(x.shape[dim]))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -93,7 +95,9 @@ class Flip(Function):
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
-        return get_array_module(x).flip(x, dims)
+        # NOTE: a copy, as PyTorch's flip: NumPy's flip is a negative-stride view, which
+        # view() could not reshape and whose writes would reach the input unversioned
+        return get_array_module(x).flip(x, dims).copy()
 
     @staticmethod
     def backward(ctx, g):
@@ -133,11 +137,13 @@ class Repeat(Function):
 # ---- views: outputs share memory and the version counter with the input ------------------
 
 
-def _view_of(output: Tensor, base: Tensor) -> Tensor:
+def _view_of(output: Tensor, base: Tensor, step: tuple) -> Tensor:
+    """Mark ``output`` as a view of ``base`` made by ``step`` (see autograd/views.py) when it
+    shares memory with it (reshape may copy); it then shares the version counter and follows
+    in-place changes. Ops whose output is always a view call ``track`` directly."""
     xp = get_array_module(base._array)
     if output._array.size and xp.may_share_memory(output._array, base._array):
-        output._version = base._version
-        output._base = base._base if base._base is not None else base
+        track(output, base, step)
     return output
 
 
@@ -169,7 +175,7 @@ def reshape(input: Tensor, *shape) -> Tensor:
         a tensor of ``shape`` (a view when possible).
     """
     shape = _infer_shape(parse_size(shape, "reshape"), input.numel(), "reshape")
-    return _view_of(Reshape.apply(input, shape), input)
+    return _view_of(Reshape.apply(input, shape), input, ("reshape", shape))
 
 
 def view(input: Tensor, *shape) -> Tensor:
@@ -189,7 +195,7 @@ def view(input: Tensor, *shape) -> Tensor:
             f"view size is not compatible with input tensor's size and stride (shape "
             f"{tuple(input.shape)} -> {shape}); use .reshape(...) instead."
         )
-    return _view_of(out, input)
+    return track(out, input, ("reshape", shape))
 
 
 def permute(input: Tensor, *dims) -> Tensor:
@@ -208,7 +214,7 @@ def permute(input: Tensor, *dims) -> Tensor:
             f"permute: dims {list(dims)} are not a permutation of the {input.ndim} dims of the "
             f"input (shape {tuple(input.shape)})"
         )
-    return _view_of(Permute.apply(input, normalized), input)
+    return track(Permute.apply(input, normalized), input, ("permute", normalized))
 
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
@@ -224,7 +230,8 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     a = normalize_dim(dim0, input.ndim, "transpose")
     b = normalize_dim(dim1, input.ndim, "transpose")
     dims[a], dims[b] = dims[b], dims[a]
-    return _view_of(Permute.apply(input, tuple(dims)), input)
+    dims = tuple(dims)
+    return track(Permute.apply(input, dims), input, ("permute", dims))
 
 
 def t(input: Tensor) -> Tensor:
@@ -235,9 +242,11 @@ def t(input: Tensor) -> Tensor:
     Returns:
         ``(C, R)`` (vectors unchanged).
     """
-    if input.ndim > 2:
-        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return transpose(input, 0, 1) if input.ndim == 2 else input
+    ndim = input._array.ndim
+    if ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {ndim}D")
+    return track(Permute.apply(input, (1, 0)), input, ("permute", (1, 0))) if ndim == 2 \
+        else input
 
 
 def movedim(input: Tensor, source, destination) -> Tensor:
@@ -271,7 +280,7 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
     """
     d = normalize_dim(dim, input.ndim + 1, "unsqueeze")
     shape = input.shape[:d] + (1,) + input.shape[d:]
-    return _view_of(Reshape.apply(input, shape), input)
+    return track(Reshape.apply(input, shape), input, ("reshape", shape))  # never copies
 
 
 def squeeze(input: Tensor, dim=None) -> Tensor:
@@ -285,7 +294,7 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
     """
     dims = normalize_dims(dim, input.ndim, "squeeze") if input.ndim else ()
     shape = tuple(n for i, n in enumerate(input.shape) if not (i in dims and n == 1))
-    return _view_of(Reshape.apply(input, shape), input)
+    return track(Reshape.apply(input, shape), input, ("reshape", shape))  # never copies
 
 
 def expand(input: Tensor, *sizes) -> Tensor:
@@ -318,7 +327,8 @@ def expand(input: Tensor, *sizes) -> Tensor:
                 f"Tensor sizes: {list(input.shape)}"
             )
         shape.append(n)
-    return _view_of(Expand.apply(input, tuple(shape)), input)
+    shape = tuple(shape)
+    return track(Expand.apply(input, shape), input, ("expand", shape))
 
 
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -434,7 +444,13 @@ def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
                 f"split_with_sizes expects split_sizes to sum exactly to {total} "
                 f"(input tensor's size at dimension {d}), but got split_sizes={sizes}"
             )
-    return tuple(_view_of(piece, input) for piece in _as_tuple(Split.apply(input, sizes, d)))
+    pieces = _as_tuple(Split.apply(input, sizes, d))
+    lead = (slice(None),) * d
+    start = 0
+    for piece, size in zip(pieces, sizes):
+        track(piece, input, ("index", lead + (slice(start, start + size),)))
+        start += size
+    return pieces
 
 
 def _as_tuple(result):
@@ -470,7 +486,9 @@ def unbind(input: Tensor, dim: int = 0) -> tuple:
     d = normalize_dim(dim, input.ndim, "unbind")
     if input.shape[d] == 0:
         return ()
-    return tuple(_view_of(p, input) for p in _as_tuple(Unbind.apply(input, d)))
+    lead = (slice(None),) * d
+    return tuple(track(piece, input, ("index", lead + (i,)))
+                 for i, piece in enumerate(_as_tuple(Unbind.apply(input, d))))
 
 
 def flip(input: Tensor, *dims) -> Tensor:
@@ -480,7 +498,7 @@ def flip(input: Tensor, *dims) -> Tensor:
         input: a tensor of any shape ``(*)``.
         dims: the dims to reverse (ints or one sequence).
     Returns:
-        same shape.
+        a new contiguous tensor of the same shape (not a view).
     """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
