@@ -383,3 +383,14 @@ def test_decode_takes_ids_as_lists_arrays_tensors_and_numpy_scalars():
     assert char.decode([]) == ""
     with pytest.raises(TypeError, match="ids must be a sequence of token ids, got 3"):
         char.decode(3)
+
+
+@pytest.mark.parametrize("topk", [0, -3])
+def test_exact_topk_attention_refuses_topk_below_one(topk):
+    from seqlib.attention import ExactTopKAttention
+    from seqlib.builders import TransformerEncoderBuilder
+
+    with pytest.raises(ValueError, match=f"topk must be an int >= 1, got {topk}"):
+        ExactTopKAttention(topk=topk)
+    with pytest.raises(ValueError, match=rf"topk: expected Optional\[Int >= 1\], got {topk}"):
+        TransformerEncoderBuilder.from_kwargs(attention_type="exact-topk", topk=topk)

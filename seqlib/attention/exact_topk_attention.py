@@ -9,8 +9,8 @@ from seqlib.attention_registry import (
     AttentionRegistry,
     EventDispatcherInstance,
     Float,
-    Int,
     Optional,
+    PositiveInt,
 )
 from seqlib.core.backend import get_array_module
 from seqlib.core.tensor import Tensor
@@ -33,6 +33,8 @@ class ExactTopKAttention(Module):
     def __init__(self, topk: int = 32, softmax_temp: float | None = None,
                  attention_dropout: float = 0.1, event_dispatcher=""):
         super().__init__()
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise ValueError(f"ExactTopKAttention: topk must be an int >= 1, got {topk!r}")
         self.topk = topk
         self.softmax_temp = softmax_temp
         self.dropout = Dropout(attention_dropout)
@@ -65,7 +67,7 @@ class ExactTopKAttention(Module):
 AttentionRegistry.register(
     "exact-topk", ExactTopKAttention,
     [
-        ("topk", Optional(Int, 32)),
+        ("topk", Optional(PositiveInt, 32)),
         ("softmax_temp", Optional(Float)),
         ("attention_dropout", Optional(Float, 0.1)),
         ("event_dispatcher", Optional(EventDispatcherInstance, "")),
