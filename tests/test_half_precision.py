@@ -63,6 +63,16 @@ OPS = {
     "embedding": (lambda w: F.embedding(TARGETS, w), [LARGE]),
     "dropout_eval": (lambda a: F.dropout(a, 0.5, training=False), [LARGE]),
     "transpose_view": (lambda a: a.t().reshape(-1)[3:20], [LARGE]),
+    "bmm": (lambda a, b: sl.bmm(a, b), [LARGE.reshape(2, 2, 8), rng.standard_normal((2, 8, 3))]),
+    "cumprod": (lambda a: a.cumprod(-1), [1 + NORMAL / 10]),
+    "gather": (lambda a: a.gather(1, sl.tensor([[0, 3], [1, 1], [7, 2], [5, 5]])), [LARGE]),
+    "sort": (lambda a: a.sort(-1).values, [LARGE]),
+    "topk": (lambda a: a.topk(3).values, [LARGE]),
+    "repeat_interleave": (lambda a: a.repeat_interleave(2, dim=0), [LARGE]),
+    "index_add": (lambda a, b: a.index_add(0, sl.tensor([0, 2]), b), [LARGE, LARGE[:2]]),
+    "scatter_add": (lambda a, b: a.scatter_add(1, sl.tensor([[0, 1], [2, 3], [4, 5], [6, 7]]), b),
+                    [LARGE, LARGE[:, :2]]),
+    "softmax_module_level": (lambda a: sl.softmax(a, -1), [NORMAL * 5]),
 }
 
 
