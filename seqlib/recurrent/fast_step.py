@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import math
 
-import numpy
-
 from seqlib.core.autograd.grad_mode import is_grad_enabled
 from seqlib.core.backend import get_array_module
-from seqlib.core.functional.normalization import normalize_rows
+from seqlib.core.functional.normalization import layer_norm_rows
 from seqlib.core.tensor import Tensor
 from seqlib.feature_maps import (
     ActivationFunctionFeatureMap,
@@ -226,18 +224,10 @@ def _affine(a, weight_bias):
 
 
 def _layer_norm(h, norm, xp):
-    """LayerNorm over the last dim of ``h`` (a fresh array, which it may overwrite)."""
-    weight, bias, eps, size = norm
-    if h.shape[0] == 1 and xp is numpy:  # one row: 3 NumPy calls and Python floats, not 9
-        h -= float(h.sum()) / size
-        h *= 1.0 / math.sqrt(float(xp.vdot(h, h)) / size + eps)
-    else:
-        h = normalize_rows(h, eps)[0]
-    if weight is not None:
-        h *= weight._array
-    if bias is not None:
-        h += bias._array
-    return h
+    """LayerNorm over the last dim of ``h`` (a fresh array, which it overwrites)."""
+    weight, bias, eps, _ = norm
+    return layer_norm_rows(h, None if weight is None else weight._array,
+                           None if bias is None else bias._array, eps, in_place=True)[0]
 
 
 def _linear_attention(q, k, v, state, eps, xp):
