@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 import seqlib.core.functional as F
 from seqlib.attention.attention_layer import add_projections
 from seqlib.attention_registry import (
@@ -22,22 +24,76 @@ from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.feature_maps import FeatureMapAttention
 from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
+from seqlib.recurrent.step_maths import LinearAttentionStep, SoftmaxWeights
 
 
-def check_state(owner: Module, state, expected: dict) -> None:
-    """Raise, naming what was expected, unless ``state`` is a list of tensors with the
-    ``expected`` shapes (``{"S": (N, H, D, M), ...}``; None matches any size)."""
-    shapes = [tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-              for s in (state if isinstance(state, (list, tuple)) else [state])]
-    fits = isinstance(state, (list, tuple)) and len(state) == len(expected) and all(
-        isinstance(s, Tensor) and s.ndim == len(shape)
-        and all(e is None or e == d for e, d in zip(shape, s.shape))
-        for s, shape in zip(state, expected.values()))
-    if not fits:
-        want = ", ".join(f"{name} ({', '.join('*' if e is None else str(e) for e in shape)})"
-                         for name, shape in expected.items())
+def fits(state, shapes: dict) -> bool:
+    """Whether ``state`` is a list of tensors with the ``shapes`` of a state format
+    (``{"S": (N, H, D, M), ...}``; None matches any size, a name any size that is the same
+    wherever the name appears)."""
+    return _tensors(state) and _shapes_fit([tensor.shape for tensor in state], shapes)
+
+
+def _tensors(state) -> bool:
+    return isinstance(state, (list, tuple)) and all(isinstance(t, Tensor) for t in state)
+
+
+def _shapes_fit(found: list, shapes: dict) -> bool:
+    wanted = list(shapes.values())
+    if found == wanted:  # the common case: every size given, and equal
+        return True
+    if len(found) != len(wanted):
+        return False
+    sizes = {}
+    for shape, want in zip(found, wanted):
+        if len(shape) != len(want):
+            return False
+        for size, expected in zip(shape, want):
+            if isinstance(expected, str):
+                expected = sizes.setdefault(expected, size)
+            if expected is not None and expected != size:
+                return False
+    return True
+
+
+def check_state(owner: Module, state, shapes: dict, like: Tensor) -> None:
+    """Raise, naming what was expected, unless ``state`` fits ``shapes`` (see ``fits``) and has
+    the dtype and device of ``like``."""
+    if not fits(state, shapes):
+        found = [tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                 for s in (state if isinstance(state, (list, tuple)) else [state])]
+        want = ", ".join(f"{name} ({', '.join(map(_size, shape))})"
+                         for name, shape in shapes.items())
         raise ValueError(f"{type(owner).__name__}: the state must be [{want}] for this input, "
-                         f"got {shapes}; was it made by another model or another batch?")
+                         f"got {found}; was it made by another model or another batch?")
+    if any(s.dtype != like.dtype or s.device != like.device for s in state):
+        found = [f"{s.dtype} on {s.device}" for s in state]
+        raise RuntimeError(f"{type(owner).__name__}: the state must have the same dtype and "
+                           f"device as the input ({like.dtype} on {like.device}), got {found}")
+
+
+def _size(expected) -> str:
+    """A size of a state format as an error shows it: ``*`` for any (or a named) size."""
+    return str(expected) if isinstance(expected, int) else "*"
+
+
+def state_arrays(state, shapes: dict, like):
+    """The arrays of ``state`` where ``check_state`` would accept it for an input array
+    ``like``, else None (the fused step then leaves the error to the module)."""
+    if not isinstance(state, (list, tuple)):
+        return None
+    kind, dtype = type(like), like.dtype
+    arrays = []
+    for tensor in state:
+        if not isinstance(tensor, Tensor):
+            return None
+        a = tensor._array
+        if type(a) is not kind or (a.dtype is not dtype and a.dtype != dtype):
+            return None
+        arrays.append(a)
+    if kind is not numpy.ndarray and any(a.device != like.device for a in arrays):
+        return None
+    return arrays if _shapes_fit([a.shape for a in arrays], shapes) else None
 
 
 def check_step_input(owner: Module, x: Tensor, d_model: int, name: str = "x") -> None:
@@ -78,7 +134,7 @@ class RecurrentAttentionLayer(Module):
 class RecurrentFullAttention(Module):
     """Softmax attention over every position so far (a growing key/value cache).
 
-    State: ``[keys (N, H, S, E), values (N, H, S, M)]``.
+    State: ``[keys (N, H, S, E), values (N, H, S, M)]`` (``state_shapes``).
     """
 
     def __init__(self, softmax_temp: float | None = None, attention_dropout: float = 0.1,
@@ -88,43 +144,60 @@ class RecurrentFullAttention(Module):
         self.dropout = Dropout(attention_dropout)
         self.event_dispatcher = EventDispatcher.get(event_dispatcher)
 
+    @staticmethod
+    def state_shapes(N: int, H: int, E: int, M: int) -> dict:
+        """The state format for ``N`` rows of ``H`` heads, keys of size ``E``, values ``M``."""
+        return {"keys": (N, H, "S", E), "values": (N, H, "S", M)}
+
+    def state_from(self, keys: Tensor, values: Tensor) -> list:
+        """The state after the positions of ``keys`` ``(N, P, H, E)`` and ``values``
+        ``(N, P, H, M)`` (a prompt prefilled in one parallel pass)."""
+        return [keys.permute(0, 2, 1, 3), values.permute(0, 2, 1, 3)]
+
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
-        E = query.shape[-1]
-        temperature = self.softmax_temp or 1.0 / math.sqrt(E)
+        temperature = self.softmax_temp or 1.0 / math.sqrt(query.shape[-1])
         if state is None:
             keys, values = key[:, :, None], value[:, :, None]
         else:
-            (N, H, E), M = key.shape, value.shape[-1]
-            check_state(self, state, {"keys": (N, H, None, E), "values": (N, H, None, M)})
+            check_state(self, state, self.state_shapes(*key.shape, value.shape[-1]), key)
             keys = cat([state[0], key[:, :, None]], dim=2)
             values = cat([state[1], value[:, :, None]], dim=2)
-        scores = (keys @ (query * temperature)[..., None])[..., 0]  # (N, H, S)
-        weights = self.dropout(F.softmax(scores, dim=-1))
+        weights = self.dropout(SoftmaxWeights.apply(query, keys, temperature))  # (N, H, S)
         if self.event_dispatcher.listening:
             self.event_dispatcher.dispatch(AttentionEvent(self, weights))
-        out = (weights[:, :, None] @ values)[:, :, 0]  # (N, H, M)
+        out = (weights[:, :, None] @ values)[:, :, 0]  # weigh_values, (N, H, M)
         return out, [keys, values]
 
 
 class RecurrentLinearAttention(FeatureMapAttention):
     """Causal linear attention one position at a time, in constant time and memory.
 
-    State: ``[S (N, H, D, M) = sum phi(k)^T v, Z (N, H, D) = sum phi(k)]``.
+    State: ``[S (N, H, D, M) = sum phi(k)^T v, Z (N, H, D) = sum phi(k)]``
+    (``state_shapes``).
     """
+
+    @staticmethod
+    def state_shapes(N: int, H: int, D: int, M: int) -> dict:
+        """The state format for ``N`` rows of ``H`` heads, ``D`` features, values of size
+        ``M``."""
+        return {"S": (N, H, D, M), "Z": (N, H, D)}
+
+    def state_from(self, keys: Tensor, values: Tensor) -> list:
+        """The state after the positions of ``keys`` ``(N, P, H, E)`` and ``values``
+        ``(N, P, H, M)`` (a prompt prefilled in one parallel pass)."""
+        features = self.feature_map.forward_keys(keys).permute(0, 2, 3, 1)  # (N, H, D, P)
+        return [features @ values.permute(0, 2, 1, 3), features.sum(-1)]
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
         if state is None:
             self.feature_map.new_feature_map(query.device)
         Q = self.feature_map.forward_queries(query)  # (N, H, D)
         K = self.feature_map.forward_keys(key)
-        update = K[..., :, None] * value[..., None, :]  # (N, H, D, M)
-        if state is None:
-            S, Z = update, K
-        else:
-            check_state(self, state, {"S": tuple(update.shape), "Z": tuple(K.shape)})
-            S, Z = state[0] + update, state[1] + K
-        normaliser = 1 / ((Q * Z).sum(-1, keepdim=True) + self.eps)  # (N, H, 1)
-        out = (Q[:, :, None] @ S)[:, :, 0] * normaliser  # (N, H, M)
+        S = Z = None
+        if state is not None:
+            check_state(self, state, self.state_shapes(*K.shape, value.shape[-1]), K)
+            S, Z = state
+        out, S, Z = LinearAttentionStep.apply(Q, K, value, S, Z, self.eps)  # (N, H, M)
         return out, [S, Z]
 
 

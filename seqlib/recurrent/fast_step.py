@@ -32,6 +32,15 @@ from seqlib.recurrent.attention import (
     RecurrentAttentionLayer,
     RecurrentFullAttention,
     RecurrentLinearAttention,
+    state_arrays,
+)
+from seqlib.recurrent.step_maths import (
+    affine,
+    append_position,
+    array_activation,
+    feed_forward_rows,
+    linear_attention_step,
+    softmax_attend,
 )
 
 
@@ -39,7 +48,7 @@ class _LayerPlan:
     """What one fused encoder layer reads each step."""
 
     __slots__ = ("linear", "eps_or_temp", "heads", "q", "k", "v", "out", "norm1", "ff1",
-                 "relu", "activation", "ff2", "norm2", "param")
+                 "activation", "ff2", "norm2", "param")
 
     def __init__(self, layer):
         attention = layer.attention
@@ -51,8 +60,7 @@ class _LayerPlan:
             "query_projection", "key_projection", "value_projection", "out_projection"))
         self.norm1, self.norm2 = _norm(layer.norm1), _norm(layer.norm2)
         self.ff1, self.ff2 = _linear(layer.linear1), _linear(layer.linear2)
-        self.relu = layer.activation.__name__ == "relu"
-        self.activation = layer.activation
+        self.activation = array_activation(layer.activation)
         self.param = layer.linear1.weight  # for the dtype check
 
 
@@ -171,24 +179,17 @@ def run(plan, x: Tensor, state):
 
 
 def _state_fits(layers, state, a) -> bool:
-    """Whether ``state`` has the shapes, dtype and array type the modules would accept."""
+    """Whether ``state`` is what each layer's attention accepts (its own state format)."""
     N = a.shape[0]
     if len(state) != len(layers):
         return False
     for layer, entry in zip(layers, state):
         if entry is None:
             continue
-        if len(entry) != 2 or not all(isinstance(t, Tensor) and type(t._array) is type(a)
-                                      and t._array.dtype == a.dtype for t in entry):
-            return False
         H = layer.heads
         D, M = layer.q[0].shape[0] // H, layer.v[0].shape[0] // H
-        if layer.linear:
-            expected = ((N, H, D, M), (N, H, D))
-            if (entry[0].shape, entry[1].shape) != expected:
-                return False
-        elif (entry[0].shape[:2] + entry[0].shape[3:], entry[1].shape[:2] + entry[1].shape[3:]
-              ) != ((N, H, D), (N, H, M)) or entry[0].shape[2] != entry[1].shape[2]:
+        attention = RecurrentLinearAttention if layer.linear else RecurrentFullAttention
+        if state_arrays(entry, attention.state_shapes(N, H, D, M), a) is None:
             return False
     return True
 
@@ -196,31 +197,30 @@ def _state_fits(layers, state, a) -> bool:
 def _layer_step(plan: _LayerPlan, a, state, xp):
     N, H = a.shape[0], plan.heads
     q, k, v = _affine(a, plan.q), _affine(a, plan.k), _affine(a, plan.v)
+    q, k, v = q.reshape(N, H, -1), k.reshape(N, H, -1), v.reshape(N, H, -1)
+    before = (None, None) if state is None else (state[0]._array, state[1]._array)
     if plan.linear:
-        out, new_state = _linear_attention(q.reshape(N, H, -1), k.reshape(N, H, -1),
-                                           v.reshape(N, H, -1), state, plan.eps_or_temp, xp)
+        Q, K = elu_plus_one_into(q, q), elu_plus_one_into(k, k)
+        out, *new_state = linear_attention_step(Q, K, v, *before, plan.eps_or_temp)
     else:
-        out, new_state = _full_attention(q.reshape(N, H, -1), k.reshape(N, H, -1),
-                                         v.reshape(N, H, -1), state, plan.eps_or_temp, xp)
+        new_state = [append_position(before[0], k), append_position(before[1], v)]
+        temperature = plan.eps_or_temp or 1.0 / math.sqrt(q.shape[-1])
+        out = softmax_attend(q, *new_state, temperature)
     h = _affine(out.reshape(N, -1), plan.out)
     h += a
     h = _layer_norm(h, plan.norm1, xp)
-    hidden = _affine(h, plan.ff1)
-    if plan.relu:
-        xp.maximum(hidden, 0, out=hidden)
-    else:
-        hidden = plan.activation(Tensor._make(hidden))._array
-    y = _affine(hidden, plan.ff2)
+    y = feed_forward_rows(h, _arrays(plan.ff1), plan.activation, _arrays(plan.ff2))
     y += h
     return _layer_norm(y, plan.norm2, xp), new_state
 
 
-def _affine(a, weight_bias):
+def _arrays(weight_bias):
     weight, bias = weight_bias
-    out = a @ weight._array.T
-    if bias is not None:
-        out += bias._array
-    return out
+    return weight._array, None if bias is None else bias._array
+
+
+def _affine(a, weight_bias):
+    return affine(a, *_arrays(weight_bias))
 
 
 def _layer_norm(h, norm, xp):
@@ -228,33 +228,3 @@ def _layer_norm(h, norm, xp):
     weight, bias, eps, _ = norm
     return layer_norm_rows(h, None if weight is None else weight._array,
                            None if bias is None else bias._array, eps, in_place=True)[0]
-
-
-def _linear_attention(q, k, v, state, eps, xp):
-    Q, K = elu_plus_one_into(q, q), elu_plus_one_into(k, k)
-    S = K[..., :, None] * v[..., None, :]  # (N, H, D, M)
-    if state is None:
-        Z = K
-    else:
-        S += state[0]._array
-        Z = K + state[1]._array
-    numerator = Q[:, :, None] @ S  # (N, H, 1, M)
-    denominator = Q[:, :, None] @ Z[..., None]  # (N, H, 1, 1)
-    denominator += eps
-    numerator /= denominator
-    return numerator, (S, Z)
-
-
-def _full_attention(q, k, v, state, softmax_temp, xp):
-    temperature = softmax_temp or 1.0 / math.sqrt(q.shape[-1])
-    if state is None:
-        keys, values = k[:, :, None], v[:, :, None]
-    else:
-        keys = xp.concatenate([state[0]._array, k[:, :, None]], axis=2)
-        values = xp.concatenate([state[1]._array, v[:, :, None]], axis=2)
-    q *= temperature
-    scores = (keys @ q[..., None])[..., 0]  # (N, H, S)
-    scores -= scores.max(-1, keepdims=True)
-    weights = xp.exp(scores, out=scores)
-    weights /= weights.sum(-1, keepdims=True)
-    return (weights[:, :, None] @ values)[:, :, 0], (keys, values)
