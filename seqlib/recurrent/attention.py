@@ -24,7 +24,15 @@ from seqlib.events import AttentionEvent, EventDispatcher
 from seqlib.feature_maps import FeatureMapAttention
 from seqlib.nn.layers import Dropout
 from seqlib.nn.module import Module
-from seqlib.recurrent.step_maths import LinearAttentionStep, SoftmaxWeights
+from seqlib.recurrent.fused import is_identity_dropout, linear_arrays
+from seqlib.recurrent.step_maths import (
+    LinearAttentionStep,
+    SoftmaxWeights,
+    affine,
+    append_position,
+    linear_attention_step,
+    softmax_attend,
+)
 
 
 def fits(state, shapes: dict) -> bool:
@@ -130,6 +138,28 @@ class RecurrentAttentionLayer(Module):
         new_value, state = self.inner_attention(q, k, v, state)
         return self.out_projection(new_value.view(N, -1)), state
 
+    def array_function(self, reads):
+        """Self-attention on arrays for a fused step: ``(x (N, d_model), state) -> (y, state)``
+        (or None: the module must run), with query, key and value all ``x``."""
+        attend = reads.part(self, "inner_attention")
+        H = reads.get(self, "n_heads")
+        projections = [linear_arrays(reads, self, name) for name in (
+            "query_projection", "key_projection", "value_projection", "out_projection")]
+        if attend is None or any(p is None for p in projections):
+            return None
+        query, key, value, out = projections
+
+        def step(x, state):
+            N = x.shape[0]
+            attended = attend(affine(x, *query).reshape(N, H, -1),
+                              affine(x, *key).reshape(N, H, -1),
+                              affine(x, *value).reshape(N, H, -1), state)
+            if attended is None:
+                return None
+            return affine(attended[0].reshape(N, -1), *out), attended[1]
+
+        return step
+
 
 class RecurrentFullAttention(Module):
     """Softmax attention over every position so far (a growing key/value cache).
@@ -168,6 +198,27 @@ class RecurrentFullAttention(Module):
         out = (weights[:, :, None] @ values)[:, :, 0]  # weigh_values, (N, H, M)
         return out, [keys, values]
 
+    def array_function(self, reads):
+        """``(q, k, v, state) -> (out, state)`` on arrays for a fused step, or None."""
+        if not is_identity_dropout(reads, self, "dropout"):
+            return None
+        reads.silent(reads.get(self, "event_dispatcher"))
+        softmax_temp = reads.get(self, "softmax_temp")
+        shapes = self.state_shapes
+
+        def attend(q, k, v, state):
+            cache = (None, None)
+            if state is not None:
+                cache = state_arrays(state, shapes(*k.shape, v.shape[-1]), k)
+                if cache is None:
+                    return None
+            keys, values = append_position(cache[0], k), append_position(cache[1], v)
+            temperature = softmax_temp or 1.0 / math.sqrt(q.shape[-1])
+            out = softmax_attend(q, keys, values, temperature)
+            return out, [Tensor._make(keys), Tensor._make(values)]
+
+        return attend
+
 
 class RecurrentLinearAttention(FeatureMapAttention):
     """Causal linear attention one position at a time, in constant time and memory.
@@ -199,6 +250,26 @@ class RecurrentLinearAttention(FeatureMapAttention):
             S, Z = state
         out, S, Z = LinearAttentionStep.apply(Q, K, value, S, Z, self.eps)  # (N, H, M)
         return out, [S, Z]
+
+    def array_function(self, reads):
+        """``(q, k, v, state) -> (out, state)`` on arrays for a fused step, or None."""
+        phi = reads.part(self, "feature_map", ("forward", "forward_queries", "forward_keys"))
+        eps = reads.get(self, "eps")
+        if phi is None:
+            return None
+        shapes = self.state_shapes
+
+        def attend(q, k, v, state):
+            Q, K = phi(q, q), phi(k, k)  # q and k are the step's own arrays
+            before = (None, None)
+            if state is not None:
+                before = state_arrays(state, shapes(*K.shape, v.shape[-1]), K)
+                if before is None:
+                    return None
+            out, S, Z = linear_attention_step(Q, K, v, *before, eps)
+            return out, [Tensor._make(S), Tensor._make(Z)]
+
+        return attend
 
 
 class RecurrentCrossAttentionLayer(Module):
