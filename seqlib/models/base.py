@@ -12,12 +12,20 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 TOKENIZERS = ("tokenizer.json", "tokenizer.model")
 
 
+MODEL_TYPES = {}  # model_type -> class: every PretrainedModel subclass with a model_type
+
+
 class PretrainedModel(Module):
     """A model with a dataclass ``config`` that can be saved to and loaded from a directory."""
 
     model_type = ""
     config_class = None
     tokenizer = None  # set by from_pretrained when the directory holds one
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.model_type:  # from_pretrained finds it by the model_type in config.json
+            MODEL_TYPES[cls.model_type] = cls
 
     def save_pretrained(self, directory, tokenizer=None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to
@@ -100,7 +108,6 @@ class PretrainedModel(Module):
 
 def from_pretrained(directory, map_location=None, expected=None):
     """The model saved in ``directory`` by ``save_pretrained``, whatever its type."""
-    from seqlib.models import MODEL_TYPES
     from seqlib.serialization import load
     from seqlib.tokenizers import load_tokenizer
 
