@@ -88,20 +88,21 @@ def _size(expected) -> str:
 def state_arrays(state, shapes: dict, like):
     """The arrays of ``state`` where ``check_state`` would accept it for an input array
     ``like``, else None (the fused step then leaves the error to the module)."""
-    if not isinstance(state, (list, tuple)):
+    if not isinstance(state, (list, tuple)) or len(state) != len(shapes):
         return None
     kind, dtype = type(like), like.dtype
-    arrays = []
-    for tensor in state:
+    arrays, exact = [], True
+    for tensor, shape in zip(state, shapes.values()):
         if not isinstance(tensor, Tensor):
             return None
         a = tensor._array
         if type(a) is not kind or (a.dtype is not dtype and a.dtype != dtype):
             return None
+        exact = exact and a.shape == shape  # the common case: every size given, and equal
         arrays.append(a)
     if kind is not numpy.ndarray and any(a.device != like.device for a in arrays):
         return None
-    return arrays if _shapes_fit([a.shape for a in arrays], shapes) else None
+    return arrays if exact or _shapes_fit([a.shape for a in arrays], shapes) else None
 
 
 def check_step_input(owner: Module, x: Tensor, d_model: int, name: str = "x") -> None:
@@ -156,7 +157,8 @@ class RecurrentAttentionLayer(Module):
                               affine(x, *value).reshape(N, H, -1), state)
             if attended is None:
                 return None
-            return affine(attended[0].reshape(N, -1), *out), attended[1]
+            heads, state = attended
+            return affine(heads.reshape(N, -1), *out), state
 
         return step
 
@@ -261,12 +263,13 @@ class RecurrentLinearAttention(FeatureMapAttention):
 
         def attend(q, k, v, state):
             Q, K = phi(q, q), phi(k, k)  # q and k are the step's own arrays
-            before = (None, None)
+            S = Z = None
             if state is not None:
                 before = state_arrays(state, shapes(*K.shape, v.shape[-1]), K)
                 if before is None:
                     return None
-            out, S, Z = linear_attention_step(Q, K, v, *before, eps)
+                S, Z = before
+            out, S, Z = linear_attention_step(Q, K, v, S, Z, eps)
             return out, [Tensor._make(S), Tensor._make(Z)]
 
         return attend

@@ -179,6 +179,7 @@ class FusedStep:
             function = None
         self.function = function  # (x array, state) -> (y array, state), or None
         self._listeners = self.reads.listeners  # dicts that must stay empty for it to run
+        self._unchanged = self.reads.unchanged
         for read in self.reads.modules.values():
             read._add_reader(self)
 
@@ -199,7 +200,7 @@ class FusedStep:
 
     def valid(self) -> bool:
         """Whether everything the step read is unchanged (see the module's docstring)."""
-        return not self._stale and self.reads.unchanged()
+        return not self._stale and self._unchanged()
 
     def __call__(self, x: Tensor, state=None):
         if not self.valid():
