@@ -12,7 +12,7 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 TOKENIZERS = ("tokenizer.json", "tokenizer.model")
 
 
-MODEL_TYPES = {}  # model_type -> class: every PretrainedModel subclass with a model_type
+MODEL_TYPES = {}  # model_type -> the PretrainedModel subclass that declares it
 
 
 class PretrainedModel(Module):
@@ -24,8 +24,8 @@ class PretrainedModel(Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.model_type:  # from_pretrained finds it by the model_type in config.json
-            MODEL_TYPES[cls.model_type] = cls
+        if vars(cls).get("model_type"):  # its own, not one inherited from a registered model
+            MODEL_TYPES[cls.model_type] = cls  # from_pretrained finds it by config.json's
 
     def save_pretrained(self, directory, tokenizer=None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to

@@ -272,7 +272,7 @@ class Module:
             for key, target in own.items():
                 if key in state_dict:
                     target.copy_(as_tensor(state_dict[key]))
-        for module in self.modules():  # fused steps read the values in place; still, rebuild
+        for module in self.modules():  # explicit, though fused steps read arrays in place
             module._changed()
         return incompatible
 
