@@ -71,13 +71,17 @@ def test_make_mirror_into_a_twin_that_already_ran_uses_the_new_weights():
 @pytest.mark.parametrize("dtype, tolerance", [(sl.float32, 1e-5), (sl.float64, 1e-10)])
 @pytest.mark.parametrize("attention_type", ["full", "linear", "causal-linear"])
 @pytest.mark.parametrize("fused", [True, False])
-def test_parallel_equals_recurrent_step_by_step(dtype, tolerance, attention_type, fused):
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_parallel_equals_recurrent_step_by_step(dtype, tolerance, attention_type, fused,
+                                                activation):
     """Every recurrent attention, on the fused path (no grad) and the module path. The
     recurrent "linear" is causal linear attention, the twin of the parallel "causal-linear"
     (the parallel "linear" attends to the future)."""
     parallel_type = "causal-linear" if attention_type == "linear" else attention_type
-    parallel = build(TransformerEncoderBuilder, dtype, attention_type=parallel_type)
-    recurrent = build(RecurrentEncoderBuilder, dtype, seed=5, attention_type=attention_type)
+    parallel = build(TransformerEncoderBuilder, dtype, attention_type=parallel_type,
+                     activation=activation)
+    recurrent = build(RecurrentEncoderBuilder, dtype, seed=5, attention_type=attention_type,
+                      activation=activation)
     recurrent.load_state_dict(parallel.state_dict())
     x = sl.randn(3, 7, 8, dtype=dtype)
     expected = parallel(x, attn_mask=TriangularCausalMask(7)).detach().numpy()

@@ -18,6 +18,7 @@ from seqlib.attention_registry import (
     RecurrentAttentionRegistry,
     RecurrentCrossAttentionRegistry,
 )
+from seqlib.core.backend import get_array_module
 from seqlib.core.ops.shape import cat
 from seqlib.core.tensor import Tensor
 from seqlib.events import AttentionEvent, EventDispatcher
@@ -141,7 +142,10 @@ class RecurrentAttentionLayer(Module):
 
     def array_function(self, reads):
         """Self-attention on arrays for a fused step: ``(x (N, d_model), state) -> (y, state)``
-        (or None: the module must run), with query, key and value all ``x``."""
+        (or None: the module must run), with query, key and value all ``x``.
+
+        The inner attention's array function takes the queries and keys stacked,
+        ``qk (2, N, H, E)``, so that a feature map runs once over both."""
         attend = reads.part(self, "inner_attention")
         H = reads.get(self, "n_heads")
         projections = [linear_arrays(reads, self, name) for name in (
@@ -149,12 +153,17 @@ class RecurrentAttentionLayer(Module):
         if attend is None or any(p is None for p in projections):
             return None
         query, key, value, out = projections
+        if query[0].shape != key[0].shape:
+            return None
+        xp = get_array_module(query[0])
 
         def step(x, state):
             N = x.shape[0]
-            attended = attend(affine(x, *query).reshape(N, H, -1),
-                              affine(x, *key).reshape(N, H, -1),
-                              affine(x, *value).reshape(N, H, -1), state)
+            qk = xp.empty((2, N, query[0].shape[0]), x.dtype)
+            affine(x, *query, out=qk[0])
+            affine(x, *key, out=qk[1])
+            attended = attend(qk.reshape(2, N, H, -1), affine(x, *value).reshape(N, H, -1),
+                              state)
             if attended is None:
                 return None
             heads, state = attended
@@ -201,14 +210,16 @@ class RecurrentFullAttention(Module):
         return out, [keys, values]
 
     def array_function(self, reads):
-        """``(q, k, v, state) -> (out, state)`` on arrays for a fused step, or None."""
+        """``(qk (2, N, H, E), v, state) -> (out, state)`` on arrays for a fused step, or
+        None."""
         if not is_identity_dropout(reads, self, "dropout"):
             return None
         reads.silent(reads.get(self, "event_dispatcher"))
         softmax_temp = reads.get(self, "softmax_temp")
         shapes = self.state_shapes
 
-        def attend(q, k, v, state):
+        def attend(qk, v, state):
+            q, k = qk
             cache = (None, None)
             if state is not None:
                 cache = state_arrays(state, shapes(*k.shape, v.shape[-1]), k)
@@ -254,15 +265,16 @@ class RecurrentLinearAttention(FeatureMapAttention):
         return out, [S, Z]
 
     def array_function(self, reads):
-        """``(q, k, v, state) -> (out, state)`` on arrays for a fused step, or None."""
+        """``(qk (2, N, H, E), v, state) -> (out, state)`` on arrays for a fused step, or
+        None."""
         phi = reads.part(self, "feature_map", ("forward", "forward_queries", "forward_keys"))
         eps = reads.get(self, "eps")
         if phi is None:
             return None
         shapes = self.state_shapes
 
-        def attend(q, k, v, state):
-            Q, K = phi(q, q), phi(k, k)  # q and k are the step's own arrays
+        def attend(qk, v, state):
+            Q, K = phi(qk, qk)  # the step's own array: one pass over queries and keys
             S = Z = None
             if state is not None:
                 before = state_arrays(state, shapes(*K.shape, v.shape[-1]), K)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import seqlib.core.functional as F
 from seqlib.core.autograd.function import Function
 from seqlib.core.backend import get_array_module
+from seqlib.core.functional.activation import GELU
 from seqlib.core.tensor import Tensor
 
 # ---------------------------------------------------------------------------- linear attention
@@ -138,9 +139,10 @@ class SoftmaxWeights(Function):
 # ---------------------------------------------------------------------------- linear and FF
 
 
-def affine(x, weight, bias):
-    """``x @ weight.T + bias`` on rows ``(R, in)``, as the Linear Function computes it."""
-    out = x @ weight.T
+def affine(x, weight, bias, out=None):
+    """``x @ weight.T + bias`` on rows ``(R, in)``, as the Linear Function computes it (into
+    ``out`` if given)."""
+    out = x @ weight.T if out is None else get_array_module(x).matmul(x, weight.T, out=out)
     if bias is not None:
         out += bias
     return out
@@ -160,11 +162,13 @@ def feed_forward_rows(x, linear1, activation, linear2):
 
 
 def array_activation(activation):
-    """The array form of a layer's activation (a function of tensors): ReLU as the ReLU
-    Function computes it (``maximum(x, 0)``, here in place), any other through its own
-    Function on a Tensor, so the fused step runs what the module path runs."""
+    """The array form of a layer's activation (a function of tensors), computed as the module
+    path computes it: ReLU as the ReLU Function does (``maximum(x, 0)``, here in place), GELU
+    by the GELU Function's own forward, any other through its Function on a Tensor."""
     if activation is F.relu:
         return _relu_in_place
+    if activation is F.gelu:
+        return _gelu
 
     def on_tensor(x):
         return activation(Tensor._make(x))._array
@@ -174,3 +178,7 @@ def array_activation(activation):
 
 def _relu_in_place(x):
     return get_array_module(x).maximum(x, 0, out=x)
+
+
+def _gelu(x):
+    return GELU.forward(GELU(), x, "none")  # a Function's forward maps arrays to arrays
