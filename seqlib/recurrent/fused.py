@@ -23,6 +23,7 @@ States are new arrays at every step: a state a caller kept is never modified.
 
 from __future__ import annotations
 
+from itertools import repeat
 from operator import attrgetter, getitem, is_
 
 import numpy
@@ -33,6 +34,7 @@ from seqlib.nn.layers import Dropout, LayerNorm, Linear
 from seqlib.nn.module import Module
 
 _ARRAY = attrgetter("_array")
+_NONES = repeat(None)
 _FUSABLE_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 
@@ -42,19 +44,22 @@ class Reads:
 
     def __init__(self):
         self.modules = {}  # id -> every module read
-        self._registries, self._names, self._found = [], [], []  # each Parameter (or None) read
-        self._tensors, self._arrays = [], []  # the Parameters and the arrays they held
+        self._registries, self._names = [], []  # where each Parameter read is registered
+        self._arrays = []  # the array it held
+        self._nones, self._none_names = [], []  # where the parameters that were None are
         self._lists, self._lengths = [], []  # submodule dicts iterated over, and their lengths
         self.listeners = []  # listener dicts of the event dispatchers that must stay silent
 
     def unchanged(self) -> bool:
-        """Whether every Parameter read is still registered where it was found and holds the
-        same array (compared by identity), and no submodule list changed length."""
+        """Whether the Parameter registered under each name read still holds the array read
+        (compared by identity: a Parameter replaced, or its ``data``, shows), each parameter
+        that was None still is, and no submodule list changed length."""
         try:
-            same = all(map(is_, map(getitem, self._registries, self._names), self._found))
-        except KeyError:  # deleted since
+            same = all(map(is_, map(_ARRAY, map(getitem, self._registries, self._names)),
+                           self._arrays))
+        except (KeyError, AttributeError):  # deleted since, or None now
             return False
-        return (same and all(map(is_, map(_ARRAY, self._tensors), self._arrays))
+        return (same and all(map(is_, map(getitem, self._nones, self._none_names), _NONES))
                 and list(map(len, self._lists)) == self._lengths)
 
     def module(self, module: Module) -> bool:
@@ -80,12 +85,12 @@ class Reads:
         state = module.__dict__
         registry = state["_parameters"] if name in state["_parameters"] else state["_buffers"]
         tensor = registry[name]
+        if tensor is None:
+            self._nones.append(registry)
+            self._none_names.append(name)
+            return None
         self._registries.append(registry)
         self._names.append(name)
-        self._found.append(tensor)
-        if tensor is None:
-            return None
-        self._tensors.append(tensor)
         self._arrays.append(tensor._array)
         return tensor._array
 
