@@ -10,10 +10,10 @@ its modules' Functions call (``step_maths``, ``layer_norm_rows``).
 A ``FusedStep`` is an object the caller can hold (``layer.step_fn()``), valid while what it
 read is unchanged:
 
-* every Parameter it read is still the one registered under its name, holding the same array
-  (checked by identity before each step: ``make_mirror``, ``.to()``, ``param.data = ...`` or
-  writing ``module._parameters[name]`` directly all show), and a value changed in place in
-  that array (``load_state_dict``, an optimizer step) is simply read;
+* the parameter registered under each name it read still holds the array it read (checked by
+  identity before each step: ``make_mirror``, ``.to()``, ``param.data = ...`` or writing
+  ``module._parameters[name]`` directly all show), and a value changed in place in that
+  array (``load_state_dict``, an optimizer step) is simply read;
 * every module it read has not changed since: assigning or deleting an attribute, parameter
   or submodule, ``train()``/``eval()`` and adding or removing hooks tell the steps that read
   the module (``Module._add_reader``), which then are stale.
@@ -40,7 +40,7 @@ _FUSABLE_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 class Reads:
     """What a fused step read from a model: the modules (which tell the step when they
-    change) and each Parameter with its array (compared by identity before each step)."""
+    change) and the array of each parameter (compared by identity before each step)."""
 
     def __init__(self):
         self.modules = {}  # id -> every module read
