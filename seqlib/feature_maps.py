@@ -43,6 +43,12 @@ class FeatureMap(Module):
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def array_function(self, reads):
+        """The map on raw arrays for a fused inference step, ``fn(x, out)`` (``out`` may be
+        ``x``), reading what it needs through ``reads`` (a ``seqlib.recurrent.fused.Reads``);
+        None where there is none (random maps draw new parameters, which a step cannot)."""
+        return None
+
     @classmethod
     def factory(cls, *args, **kwargs):
         """A function ``query_dims -> feature map`` that attentions call with their dimension."""
@@ -70,6 +76,9 @@ class ActivationFunctionFeatureMap(FeatureMap):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.activation_function(x)
+
+    def array_function(self, reads):
+        return ARRAY_FORMS.get(reads.get(self, "activation_function"))
 
 
 def elu_plus_one_into(x, out):
@@ -107,6 +116,11 @@ def _elu_plus_one(x: Tensor) -> Tensor:
     if not x.dtype.kind == "f":
         return F.elu(x) + 1  # F.elu's own dtype check and error
     return _EluPlusOne.apply(x)
+
+
+# Activation functions of tensors -> the same maps on raw arrays, ``fn(x, out)`` (``out`` may be
+# ``x``), for the fused step of ActivationFunctionFeatureMap. Register yours here.
+ARRAY_FORMS = {_elu_plus_one: elu_plus_one_into}
 
 
 def elu_feature_map(query_dims: int) -> ActivationFunctionFeatureMap:

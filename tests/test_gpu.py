@@ -124,7 +124,6 @@ def test_erf_and_masks_on_gpu():
 @pytest.mark.parametrize("attention_type", ["causal-linear", "full"])
 def test_fused_recurrent_steps_on_the_gpu_match_the_cpu(attention_type):
     from seqlib.builders import RecurrentEncoderBuilder
-    from seqlib.recurrent import fast_step
 
     sl.manual_seed(0)
     model = RecurrentEncoderBuilder.from_kwargs(
@@ -138,7 +137,7 @@ def test_fused_recurrent_steps_on_the_gpu_match_the_cpu(attention_type):
     x = sl.randn(3, 5, 8)
     cpu_state = gpu_state = None
     with sl.no_grad():
-        assert fast_step.encoder_plan(on_gpu) is not None
+        assert on_gpu.step_fn().fusable
         for i in range(5):
             y_cpu, cpu_state = model(x[:, i], cpu_state)
             y_gpu, gpu_state = on_gpu(x[:, i].cuda(), gpu_state)

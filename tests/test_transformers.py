@@ -235,16 +235,13 @@ def _assert_states_close(a, b, tolerance):
 @pytest.mark.parametrize("dtype, tolerance", [(sl.float32, 1e-5), (sl.float64, 1e-12)])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_fused_inference_step_equals_the_module_path(attention_type, dtype, tolerance, batch):
-    from seqlib.recurrent import fast_step
-
     recurrent = build(RecurrentEncoderBuilder, dtype, attention_type=attention_type)
     layer = recurrent.layers[0]
     x = sl.randn(batch, 6, 8, dtype=dtype)
     fused_state = module_state = fused_layer_state = module_layer_state = None
     for i in range(6):
         with sl.no_grad():
-            assert fast_step.encoder_plan(recurrent) is not None
-            assert fast_step.can_fuse(layer)
+            assert recurrent.step_fn().fusable and layer.step_fn().fusable
             kept = fused_state
             kept_copy = None if kept is None else _detach_state([[t.clone() for t in s]
                                                                  for s in kept])
@@ -261,34 +258,43 @@ def test_fused_inference_step_equals_the_module_path(attention_type, dtype, tole
         _assert_states_close(fused_layer_state, module_layer_state, tolerance)
 
 
-def test_fused_step_notices_hooks_modes_listeners_and_changed_weights():
-    from seqlib.recurrent import fast_step
+def _fuses(model, x, state=None) -> bool:
+    """Whether ``model``'s fused step runs for ``x`` (and gives what ``model`` gives)."""
+    fused = model.step_fn()(x, state)
+    if fused is None:
+        return False
+    numpy.testing.assert_array_equal(fused[0].numpy(), model(x, state)[0].numpy())
+    return True
 
+
+def test_fused_step_notices_hooks_modes_listeners_and_changed_weights():
     recurrent = build(RecurrentEncoderBuilder, sl.float64, attention_type="causal-linear")
     x = sl.randn(1, 8, dtype=sl.float64)
     with sl.no_grad():
-        assert fast_step.encoder_plan(recurrent) is not None
+        assert _fuses(recurrent, x)
         handle = recurrent.layers[1].linear2.register_forward_hook(lambda *args: None)
-        assert fast_step.encoder_plan(recurrent) is None  # a hook deep inside
-        assert not fast_step.can_fuse(recurrent.layers[1])
+        assert not _fuses(recurrent, x)  # a hook deep inside
+        assert not _fuses(recurrent.layers[1], x)
         handle.remove()
-        assert fast_step.encoder_plan(recurrent) is not None
+        assert _fuses(recurrent, x)
         recurrent.train()
-        assert fast_step.encoder_plan(recurrent) is None
+        assert not _fuses(recurrent, x)
         recurrent.eval()
         dispatcher = recurrent.layers[0].event_dispatcher
         dispatcher.listen(lambda event: True, print)
-        assert fast_step.encoder_plan(recurrent) is None
+        full = build(RecurrentEncoderBuilder, sl.float64, attention_type="full")
+        assert not _fuses(full, x)  # softmax attention would dispatch its weights
+        assert _fuses(recurrent, x)  # linear attention dispatches nothing
         dispatcher.clear()
-        assert fast_step.encoder_plan(recurrent) is not None
+        assert _fuses(full, x)
         feature_map = recurrent.layers[0].attention.inner_attention.feature_map
         known = feature_map.activation_function
         feature_map.activation_function = abs
-        assert fast_step.encoder_plan(recurrent) is None  # a feature map it does not know
+        assert not _fuses(recurrent, x)  # a feature map without an array form
         feature_map.activation_function = known
-        assert fast_step.encoder_plan(recurrent) is not None
+        assert _fuses(recurrent, x)
         before, _ = recurrent(x)
-        recurrent.layers[1].linear1.weight.data.mul_(3)  # in place, no version bump
+        recurrent.layers[1].linear1.weight.data.mul_(3)  # in place: the same array
         after, _ = recurrent(x)
     reference, _ = _module_path_step(recurrent, x, None)
     assert not numpy.allclose(before.numpy(), after.numpy())
@@ -308,14 +314,12 @@ def test_fused_step_leaves_bad_input_to_the_modules_errors():
 
 
 def test_fused_step_leaves_mismatched_state_dtypes_to_the_modules():
-    from seqlib.recurrent import fast_step
-
     recurrent = build(RecurrentEncoderBuilder, sl.float32, attention_type="causal-linear")
     x = sl.randn(2, 8)
     with sl.no_grad():
         _, state = recurrent(x)
         wide = [[t.double() for t in s] for s in state]
-        assert fast_step.run(fast_step.encoder_plan(recurrent), x, wide) is None
-        assert fast_step.run(fast_step.encoder_plan(recurrent), x, state) is not None
+        assert recurrent.step_fn()(x, wide) is None
+        assert recurrent.step_fn()(x, state) is not None
         with pytest.raises(RuntimeError, match="same dtype"):  # the modules' own error
             recurrent(x, wide)

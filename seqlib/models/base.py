@@ -16,12 +16,20 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 TOKENIZERS = ("tokenizer.json", "tokenizer.model")
 
 
+MODEL_TYPES = {}  # model_type -> the PretrainedModel subclass that declares it
+
+
 class PretrainedModel(Module):
     """A model with a dataclass ``config`` that can be saved to and loaded from a directory."""
 
     model_type = ""
     config_class = None
     tokenizer = None  # set by from_pretrained when the directory holds one
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if vars(cls).get("model_type"):  # its own, not one inherited from a registered model
+            MODEL_TYPES[cls.model_type] = cls  # from_pretrained finds it by config.json's
 
     def save_pretrained(self, directory, tokenizer=None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer (if any) to
@@ -179,7 +187,6 @@ def _check_tokenizer_fits(tokenizer_size: int, model_size: int, caller: str, wha
 
 def _read_config(path: Path) -> tuple:
     """``(model class, config)`` from a ``config.json``, every key and value checked."""
-    from seqlib.models import MODEL_TYPES
     from seqlib.serialization import read_json
 
     config = read_json(path, "from_pretrained")

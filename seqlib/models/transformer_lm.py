@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from seqlib.builders import RecurrentEncoderBuilder, TransformerEncoderBuilder
+from seqlib.attention_registry import RecurrentAttentionRegistry
+from seqlib.builders import (
+    RecurrentAttentionBuilder,
+    RecurrentEncoderBuilder,
+    TransformerEncoderBuilder,
+)
 from seqlib.core.losses import cross_entropy
 from seqlib.core.masking import TriangularCausalMask
 from seqlib.core.tensor import Tensor
@@ -104,34 +109,27 @@ class TransformerLM(PretrainedModel):
         """Read a prompt ``(N, P)`` in one parallel pass and return the recurrent twin's state
         after it (the twin continues at position P), without computing logits.
 
-        Each layer's state comes from the keys and values it projects from its input: for
-        linear attention ``[sum phi(k)^T v, sum phi(k)]``, for softmax attention the key/value
-        cache. Only attentions with a recurrent twin ("linear", "causal-linear", "full") have one.
+        Each layer's state is what the twin's attention makes of the keys and values the layer
+        projects from its input (``state_from``: for linear attention ``[sum phi(k)^T v,
+        sum phi(k)]``, for softmax attention the key/value cache). Only attentions with a
+        recurrent twin ("linear", "causal-linear", "full") have one.
         """
-        if self.config.attention_type not in ("linear", "causal-linear", "full"):
-            raise ValueError(f"prefill: attention {self.config.attention_type!r} has no "
-                             "recurrent twin")
-        P = tokens.shape[1]
+        attention_type = self.config.attention_type
+        if attention_type not in RecurrentAttentionRegistry:
+            raise ValueError(f"prefill: attention {attention_type!r} has no recurrent twin")
+        twin = RecurrentAttentionBuilder.from_kwargs(
+            strict=False, **self.config.builder_kwargs()).get(attention_type)
+        N, P = tokens.shape
         x = self.dropout(self.embed(tokens, range(P)))
         mask = TriangularCausalMask(P, device=x.device)
         states = []
         for layer in self.encoder.layers:
-            states.append(_attention_state(layer.attention, x))
+            attention, H = layer.attention, layer.attention.n_heads
+            keys = attention.key_projection(x).view(N, P, H, -1)
+            values = attention.value_projection(x).view(N, P, H, -1)
+            states.append(twin.state_from(keys, values))
             x = layer(x, attn_mask=mask)
         return [P, states]
-
-
-def _attention_state(attention, x: Tensor) -> list:
-    """The recurrent state of an AttentionLayer after reading all of ``x`` ``(N, P, d)``."""
-    N, P, _ = x.shape
-    H = attention.n_heads
-    keys = attention.key_projection(x).view(N, P, H, -1)
-    values = attention.value_projection(x).view(N, P, H, -1)
-    inner = attention.inner_attention
-    if hasattr(inner, "feature_map"):
-        features = inner.feature_map.forward_keys(keys).permute(0, 2, 3, 1)  # (N, H, D, P)
-        return [features @ values.permute(0, 2, 1, 3), features.sum(-1)]
-    return [keys.permute(0, 2, 1, 3), values.permute(0, 2, 1, 3)]
 
 
 class RecurrentTransformerLM(Module):

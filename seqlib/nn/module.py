@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict, namedtuple
 
 from seqlib.core.autograd.grad_mode import no_grad
@@ -10,27 +11,31 @@ from seqlib.nn.parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
-# Bumped whenever any module gains, loses or replaces a submodule, parameter, buffer, attribute
-# or hook, or changes train/eval mode: caches derived from a model's structure (the fused
-# generation step) compare it instead of walking the model on every call.
-_structure = [0]
-
-
-def structure_version() -> int:
-    """A counter that changes whenever the structure of any Module may have changed."""
-    return _structure[0]
-
 
 class RemovableHandle:
     """Returned by hook registration; ``remove()`` unregisters the hook."""
 
-    def __init__(self, hooks: dict, key: int):
+    def __init__(self, hooks: dict, key: int, module: Module | None = None):
         self._hooks, self._key = hooks, key
+        self._module = None if module is None else weakref.ref(module)  # told of the change
 
     def remove(self) -> None:
         """Unregister the hook (again is harmless)."""
         self._hooks.pop(self._key, None)
-        _structure[0] += 1
+        module = None if self._module is None else self._module()
+        if module is not None:
+            module._changed()
+
+
+class _Readers(weakref.WeakSet):
+    """The fused steps built from a module (``seqlib.recurrent.fused``), to tell when it
+    changes. A copied or unpickled module starts without: its steps are its own."""
+
+    def __reduce__(self):
+        return (_Readers, ())
+
+    def __deepcopy__(self, memo):
+        return _Readers()
 
 
 class Module:
@@ -69,7 +74,8 @@ class Module:
             )
 
     def __setattr__(self, name: str, value) -> None:
-        _structure[0] += 1
+        if self.__dict__.get("_readers"):
+            self._changed()
         if isinstance(value, Parameter):
             self._check_init(name)
             self._forget(name)
@@ -103,7 +109,7 @@ class Module:
             object.__setattr__(self, name, value)
 
     def _forget(self, name: str) -> None:
-        _structure[0] += 1
+        self._changed()
         self.__dict__.pop(name, None)
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
@@ -117,7 +123,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
-        _structure[0] += 1
+        self._changed()
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
@@ -266,6 +272,8 @@ class Module:
             for key, target in own.items():
                 if key in state_dict:
                     target.copy_(as_tensor(state_dict[key]))
+        for module in self.modules():  # explicit, though fused steps read arrays in place
+            module._changed()
         return incompatible
 
     def _check_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
@@ -317,7 +325,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
-        _structure[0] += 1
+            module._changed()
         return self
 
     def eval(self) -> Module:
@@ -378,6 +386,7 @@ class Module:
                 for name, buffer in module._buffers.items():
                     if buffer is not None:
                         module._buffers[name] = move(buffer)
+                module._changed()
         return self
 
     def cuda(self, device=None) -> Module:
@@ -405,15 +414,32 @@ class Module:
         """``hook(module, args, output)`` runs after forward; a non-None return replaces output."""
         key = id(hook) ^ len(self._forward_hooks) << 32
         self._forward_hooks[key] = hook
-        _structure[0] += 1
-        return RemovableHandle(self._forward_hooks, key)
+        self._changed()
+        return RemovableHandle(self._forward_hooks, key, self)
 
     def register_forward_pre_hook(self, hook) -> RemovableHandle:
         """``hook(module, args)`` runs before forward; a non-None return replaces args."""
         key = id(hook) ^ len(self._forward_pre_hooks) << 32
         self._forward_pre_hooks[key] = hook
-        _structure[0] += 1
-        return RemovableHandle(self._forward_pre_hooks, key)
+        self._changed()
+        return RemovableHandle(self._forward_pre_hooks, key, self)
+
+    # ---- fused steps ---------------------------------------------------------------------
+    def _add_reader(self, step) -> None:
+        """Call ``step.invalidate()`` when this module's attributes, submodules, parameter
+        assignments, mode or hooks change (a fused step built from them is then stale)."""
+        readers = self.__dict__.get("_readers")
+        if readers is None:
+            readers = self.__dict__["_readers"] = _Readers()
+        readers.add(step)
+
+    def _changed(self) -> None:
+        """Invalidate the fused steps that read this module (see ``_add_reader``)."""
+        readers = self.__dict__.get("_readers")
+        if readers:
+            for step in list(readers):
+                step.invalidate()
+            readers.clear()
 
     # ---- printing ----------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -6,10 +6,13 @@ Their parameters have the same names as the parallel models', so
 
 from __future__ import annotations
 
+from seqlib.core.autograd.grad_mode import is_grad_enabled
+from seqlib.core.functional.normalization import layer_norm_rows
 from seqlib.core.tensor import Tensor
 from seqlib.nn.module import Module
-from seqlib.recurrent import fast_step
+from seqlib.recurrent import fused
 from seqlib.recurrent.attention import check_step_input
+from seqlib.recurrent.step_maths import array_activation, feed_forward_rows
 from seqlib.transformers import _LayerStack, add_feed_forward, feed_forward
 
 
@@ -28,34 +31,98 @@ class RecurrentTransformerEncoderLayer(Module):
         add_feed_forward(self, d_model, d_ff, dropout, activation, 2, event_dispatcher)
 
     def forward(self, x: Tensor, state=None):
+        if not is_grad_enabled():
+            step = fused.step_fn(self).run(x, state)
+            if step is not None:
+                return step
         check_step_input(self, x, self.linear1.in_features)
-        plan = fast_step.layer_plan(self)
-        if plan is not None:
-            fused = fast_step.run(plan, x, None if state is None else [state])
-            if fused is not None:
-                return fused[0], fused[1][0]
         attended, state = self.attention(x, x, x, state)
         x = x + self.dropout(attended)
         return feed_forward(self, self.norm1(x), self.norm2), state
+
+    def step_fn(self) -> fused.FusedStep:
+        """This layer's fused inference step (``step(x, state)``; see ``FusedStep``)."""
+        return fused.step_fn(self)
+
+    def array_function(self, reads):
+        """The layer's step on arrays, ``(x (N, d_model), state) -> (y, state)``, or None."""
+        attention = reads.part(self, "attention")
+        linear1 = fused.linear_arrays(reads, self, "linear1")
+        linear2 = fused.linear_arrays(reads, self, "linear2")
+        norm1 = fused.layer_norm_arrays(reads, self, "norm1")
+        norm2 = fused.layer_norm_arrays(reads, self, "norm2")
+        activation = array_activation(reads.get(self, "activation"))
+        if (any(part is None for part in (attention, linear1, linear2, norm1, norm2))
+                or not fused.is_identity_dropout(reads, self, "dropout")):
+            return None
+
+        d_model = linear1[0].shape[1]
+
+        def step(x, state):
+            if x.shape[1] != d_model:  # the module raises the error
+                return None
+            attended = attention(x, state)
+            if attended is None:
+                return None
+            h, state = attended
+            h += x
+            h = layer_norm_rows(h, *norm1, in_place=True)[0]
+            y = feed_forward_rows(h, linear1, activation, linear2)
+            y += h
+            return layer_norm_rows(y, *norm2, in_place=True)[0], state
+
+        return step
 
 
 class RecurrentTransformerEncoder(_LayerStack):
     """A stack of recurrent encoder layers; the state is a list with one entry per layer."""
 
     def forward(self, x: Tensor, state=None):
+        if not is_grad_enabled():
+            step = fused.step_fn(self).run(x, state)
+            if step is not None:
+                return step
         if len(self.layers):
             check_step_input(self, x, self.layers[0].linear1.in_features)
-        plan = fast_step.encoder_plan(self)
-        if plan is not None:
-            fused = fast_step.run(plan, x, state)
-            if fused is not None:
-                return fused
         state = _layer_states(state, len(self.layers))
         for i, layer in enumerate(self.layers):
             x, state[i] = layer(x, state[i])
         if self.norm is not None:
             x = self.norm(x)
         return x, state
+
+    def step_fn(self) -> fused.FusedStep:
+        """The whole stack's fused inference step (``step(x, state)``; see ``FusedStep``)."""
+        return fused.step_fn(self)
+
+    def array_function(self, reads):
+        """The stack's step on arrays, ``(x (N, d_model), state) -> (y, state)``, or None."""
+        layers = reads.get(self, "layers")
+        steps = [reads.part(layers, name) for name in reads.children(layers)]
+        norm = None
+        if reads.get(self, "norm") is not None:
+            norm = fused.layer_norm_arrays(reads, self, "norm")
+            if norm is None:
+                return None
+        if not steps or any(step is None for step in steps):
+            return None
+
+        def step(x, state):
+            if state is not None and not (isinstance(state, (list, tuple))
+                                          and len(state) == len(steps)):
+                return None
+            new_state = []
+            for i, layer_step in enumerate(steps):
+                result = layer_step(x, None if state is None else state[i])
+                if result is None:
+                    return None
+                x, layer_state = result
+                new_state.append(layer_state)
+            if norm is not None:
+                x = layer_norm_rows(x, *norm, in_place=True)[0]
+            return x, new_state
+
+        return step
 
 
 def _layer_states(state, count: int) -> list:
@@ -121,3 +188,4 @@ def make_mirror(source: Module, target: Module) -> None:
         *path, leaf = name.split(".")
         owner = target.get_submodule(".".join(path))
         owner._parameters[leaf] = param
+        owner._changed()  # its fused steps also see the new Parameter by identity
