@@ -34,6 +34,16 @@ def test_a_tensor_used_twice_gets_the_sum_of_both_paths():
     assert x.grad.item() == pytest.approx(2 * 3 + numpy.exp(3) * 4, rel=1e-6)
 
 
+def test_gradients_of_a_0d_tensor_summed_over_paths_stay_arrays():
+    # NumPy adds two 0-d arrays into a scalar, not an array (found by tests/test_fuzz.py)
+    x = sl.tensor(2.0, dtype=sl.float64, requires_grad=True)
+    (grad,) = sl.autograd.grad(x * x + x, [x])
+    assert type(grad.array) is numpy.ndarray and grad.item() == 5.0
+    y = x * x + x
+    y.backward()
+    assert type(x.grad.array) is numpy.ndarray and x.grad.item() == 5.0
+
+
 def test_second_backward_through_freed_graph_raises():
     x = sl.ones(2, requires_grad=True)
     y = (x.exp() * 2).sum()

@@ -87,9 +87,15 @@ def _send(target, output_nr, grad, pending, heap, order, captures) -> None:
                 _ = target.saved_tensors  # raises "backward through the graph a second time"
             slots = pending[target] = [None] * len(target._outputs)
             heapq.heappush(heap, (-target._rank, next(order), target))
-        slots[output_nr] = grad if slots[output_nr] is None else slots[output_nr] + grad
+        slots[output_nr] = grad if slots[output_nr] is None else _sum(slots[output_nr], grad)
         return
     _accumulate_leaf(target, grad, captures)
+
+
+def _sum(a, b):
+    """``a + b`` of two gradients; NumPy returns a scalar for two 0-d arrays."""
+    total = a + b
+    return numpy.asarray(total) if isinstance(total, numpy.generic) else total
 
 
 def _accumulate_leaf(leaf, grad, captures) -> None:
@@ -98,7 +104,7 @@ def _accumulate_leaf(leaf, grad, captures) -> None:
     if captures is not None:
         key = id(leaf)
         if key in captures:
-            captures[key] = grad if captures[key] is None else captures[key] + grad
+            captures[key] = grad if captures[key] is None else _sum(captures[key], grad)
         return
     if leaf._grad is None:
         # copy: the same array may be handed to several leaves (e.g. by add's backward)
