@@ -343,6 +343,18 @@ def test_comparisons_and_logic():
         a == sl.ones(2)
 
 
+@pytest.mark.parametrize("op, value", [
+    (sl.logical_not, True), (lambda t: ~t, True), (lambda t: sl.logical_and(t, t), True),
+    (lambda t: sl.logical_or(t, t), True), (sl.isnan, 1.5), (sl.isinf, 1.5), (sl.isfinite, 1.5),
+])
+def test_logic_on_a_0d_tensor_gives_a_0d_tensor(op, value):
+    # NumPy gives scalars for 0-d arrays; a Tensor around one failed in repr and .numpy()
+    # (found by tests/test_fuzz.py)
+    out = op(sl.tensor(value))
+    assert type(out.array) is numpy.ndarray and out.shape == () and out.dtype == sl.bool
+    repr(out)
+
+
 # ---- errors name the op, the argument and the shapes -------------------------------------
 def test_broadcast_error_names_op_and_shapes():
     with pytest.raises(ValueError, match=r"add: .*\(2, 3\).*\(4,\)"):

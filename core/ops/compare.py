@@ -54,7 +54,7 @@ def invert(input: Tensor) -> Tensor:
     """``~x``: logical not for bool tensors, bitwise not for integers."""
     if input.dtype.kind == "f":
         raise TypeError(f"~: only bool and integer tensors are supported, got {input.dtype}")
-    return Tensor._make(~input._array)
+    return Tensor._make(as_array(~input._array, input._array))
 
 
 def logical_not(input: Tensor) -> Tensor:
@@ -65,7 +65,8 @@ def logical_not(input: Tensor) -> Tensor:
     Returns:
         a bool tensor, same shape.
     """
-    return Tensor._make(get_array_module(input._array).logical_not(input._array))
+    return Tensor._make(as_array(get_array_module(input._array).logical_not(input._array),
+                                 input._array))
 
 
 def logical_and(input: Tensor, other: Tensor) -> Tensor:
@@ -76,7 +77,8 @@ def logical_and(input: Tensor, other: Tensor) -> Tensor:
     Returns:
         a bool tensor.
     """
-    return Tensor._make(get_array_module(input._array).logical_and(_raw(input), _raw(other)))
+    a, b = _raw(input), _raw(other)
+    return Tensor._make(as_array(get_array_module(a, b).logical_and(a, b), a))
 
 
 def logical_or(input: Tensor, other: Tensor) -> Tensor:
@@ -87,7 +89,8 @@ def logical_or(input: Tensor, other: Tensor) -> Tensor:
     Returns:
         a bool tensor.
     """
-    return Tensor._make(get_array_module(input._array).logical_or(_raw(input), _raw(other)))
+    a, b = _raw(input), _raw(other)
+    return Tensor._make(as_array(get_array_module(a, b).logical_or(a, b), a))
 
 
 def isnan(input: Tensor) -> Tensor:
@@ -98,7 +101,8 @@ def isnan(input: Tensor) -> Tensor:
     Returns:
         a bool tensor, same shape.
     """
-    return Tensor._make(get_array_module(input._array).isnan(input._array))
+    return Tensor._make(as_array(get_array_module(input._array).isnan(input._array),
+                                 input._array))
 
 
 def isinf(input: Tensor) -> Tensor:
@@ -109,7 +113,8 @@ def isinf(input: Tensor) -> Tensor:
     Returns:
         a bool tensor, same shape.
     """
-    return Tensor._make(get_array_module(input._array).isinf(input._array))
+    return Tensor._make(as_array(get_array_module(input._array).isinf(input._array),
+                                 input._array))
 
 
 def isfinite(input: Tensor) -> Tensor:
@@ -120,7 +125,8 @@ def isfinite(input: Tensor) -> Tensor:
     Returns:
         a bool tensor, same shape.
     """
-    return Tensor._make(get_array_module(input._array).isfinite(input._array))
+    return Tensor._make(as_array(get_array_module(input._array).isfinite(input._array),
+                                 input._array))
 
 
 def equal(input: Tensor, other: Tensor) -> bool:
