@@ -674,6 +674,19 @@ def test_masked_fill():
     assert v.grad.item() == mask.sum()
 
 
+@pytest.mark.parametrize("op", ["add", "sub"])
+def test_alpha_scales_a_number_too(op):
+    # x.add(2, alpha=2) multiplied two numbers through mul and raised (found by tests/test_fuzz.py)
+    (x,) = leaves(numpy.array([1.0, 2.0]))
+    sign = 1 if op == "add" else -1
+    assert getattr(x, op)(2, alpha=3).tolist() == [1.0 + sign * 6, 2.0 + sign * 6]
+    y = x * 1
+    getattr(y, op + "_")(2, alpha=3)  # under autograd: the out-of-place op
+    assert y.tolist() == [1.0 + sign * 6, 2.0 + sign * 6]
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0]
+
+
 # ---- in-place, conversion ----------------------------------------------------------------
 def test_in_place_ops_without_autograd():
     x = sl.ones(3)

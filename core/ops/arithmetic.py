@@ -249,7 +249,7 @@ def add(input, other, *, alpha=1) -> Tensor:
         the broadcast shape.
     """
     if alpha != 1:
-        other = mul(other, alpha)
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _binary(Add, input, other)
 
 
@@ -264,7 +264,7 @@ def sub(input, other, *, alpha=1) -> Tensor:
         the broadcast shape.
     """
     if alpha != 1:
-        other = mul(other, alpha)
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _binary(Sub, input, other)
 
 
