@@ -518,6 +518,15 @@ def test_split_chunk_unbind(size, piece):
     check_op(lambda t: t.split([1, size - 1]), lambda a: numpy.split(a, [1]), x)
 
 
+def test_split_and_chunk_of_an_empty_dim():
+    # PyTorch: chunk gives `chunks` empty pieces, split one (chunk gave one: found by
+    # tests/test_fuzz.py)
+    x = sl.zeros(0, 2)
+    assert [p.shape for p in x.chunk(3)] == [(0, 2)] * 3
+    assert [p.shape for p in x.split(2)] == [(0, 2)]
+    assert [p.shape for p in x.chunk(2, dim=1)] == [(0, 1)] * 2
+
+
 def test_split_gradients_with_unused_pieces():
     (x,) = leaves(values((5,)))
     first, _, last = x.split(2)

@@ -470,8 +470,9 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     d = normalize_dim(dim, input.ndim, "chunk")
-    size = max(-(-input.shape[d] // chunks), 1)
-    return split(input, size, d)
+    if input.shape[d] == 0:  # PyTorch: `chunks` empty pieces (split gives one)
+        return split(input, [0] * chunks, d)
+    return split(input, -(-input.shape[d] // chunks), d)
 
 
 def unbind(input: Tensor, dim: int = 0) -> tuple:
