@@ -37,6 +37,18 @@ def test_linear(shape, bias, out_features):
         check_op(F.linear, lambda x, w: x @ w.T, x, w)
 
 
+@pytest.mark.parametrize("shape, out_features", [
+    ((4, 0, 2), 0), ((0, 3), 2), ((2, 0), 3), ((0, 0), 0), ((3, 2), 0),
+])
+def test_linear_with_empty_dims(shape, out_features):
+    # the backward's reshape(-1, 0) could not infer the rows (found by tests/test_fuzz.py)
+    x, w, b = leaves(values(shape), values((out_features, shape[-1]), 1), values((out_features,)))
+    out = F.linear(x, w, b)
+    assert out.shape == shape[:-1] + (out_features,)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape and b.grad.shape == b.shape
+
+
 def test_linear_errors():
     with pytest.raises(RuntimeError, match=r"linear: input's last dimension \(\(2, 3\)\)"):
         F.linear(sl.ones(2, 3), sl.ones(4, 5))

@@ -14,7 +14,7 @@ class Linear(Function):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         # one 2-D GEMM over all rows, not a batch of small ones
-        out = x.reshape(-1, x.shape[-1]) @ weight.T  # (rows, out)
+        out = _rows(x) @ weight.T  # (rows, out)
         if bias is not None:
             out += bias
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
@@ -23,11 +23,20 @@ class Linear(Function):
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        g2 = g.reshape(-1, g.shape[-1])  # (rows, out)
+        g2 = _rows(g)  # (rows, out)
         gx = (g2 @ weight).reshape(x.shape) if need_x else None
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if need_w else None
+        gw = g2.T @ _rows(x) if need_w else None
         gb = g2.sum(axis=0) if need_b and ctx.has_bias else None
         return gx, gw, gb
+
+
+def _rows(a):
+    """``(*, n)`` as ``(rows, n)``; the row count is explicit because NumPy cannot infer a -1
+    next to a size 0."""
+    rows = 1
+    for size in a.shape[:-1]:
+        rows *= size
+    return a.reshape(rows, a.shape[-1])
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
