@@ -308,6 +308,17 @@ def test_prod_gradient_with_zeros_is_exact():
     sl.gradcheck(lambda t: t.prod(), [y])
 
 
+@pytest.mark.parametrize("shape, dim", [((0, 0), 0), ((2, 0), 1), ((0, 3), 0), ((0, 3), 1)])
+def test_prod_over_empty_dims_has_a_gradient(shape, dim):
+    # the backward's reshape(..., -1) could not infer a size next to a 0 (found by
+    # tests/test_fuzz.py)
+    x = sl.zeros(shape, dtype=sl.float64, requires_grad=True)
+    y = x.prod(dim)
+    assert y.tolist() == numpy.prod(numpy.zeros(shape), axis=dim).tolist()
+    y.sum().backward()
+    assert x.grad.shape == shape
+
+
 @pytest.mark.parametrize("largest", [True, False])
 @given(shape=NONEMPTY, data=st.data())
 def test_max_min_along_dim_return_values_and_indices(largest, shape, data):

@@ -78,7 +78,10 @@ class Prod(Function):
         # stays exact where x has zeros (dividing the product by x would not).
         targets = tuple(range(x.ndim - len(dims), x.ndim))
         moved = xp.moveaxis(x, dims, targets)
-        flat = moved.reshape(moved.shape[: x.ndim - len(dims)] + (-1,))
+        count = 1  # not -1: NumPy cannot infer it next to a size 0
+        for d in dims:
+            count *= x.shape[d]
+        flat = moved.reshape(moved.shape[: x.ndim - len(dims)] + (count,))
         ones = xp.ones_like(flat[..., :1])
         left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], -1), -1)
         right = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(flat, -1)[..., :-1]], -1), -1), -1)
