@@ -238,6 +238,17 @@ def test_einsum(equation, shapes):
     check_op(lambda *t: sl.einsum(equation, *t), lambda *a: numpy.einsum(equation, *a), *arrays)
 
 
+@pytest.mark.parametrize("equation, shape", [("ij->ji", (2, 3)), ("ii->i", (3, 3)),
+                                             ("ij->ij", (2, 3))])
+def test_einsum_without_a_sum_returns_a_new_tensor(equation, shape):
+    # NumPy hands back a view of the operand; writing to the result changed the input
+    # behind autograd's back (found by tests/test_fuzz.py)
+    x = sl.ones(shape)
+    out = sl.einsum(equation, x)
+    out.mul_(0)
+    assert x.tolist() == numpy.ones(shape).tolist()
+
+
 def test_einsum_errors():
     with pytest.raises(ValueError, match="2 operands but 1"):
         sl.einsum("ij,jk->ik", sl.ones(2, 2))

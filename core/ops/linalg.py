@@ -97,7 +97,11 @@ class Einsum(Function):
         ctx.save_for_backward(*operands)
         ctx.spec = (inputs, output)
         equation = ",".join(inputs) + "->" + output
-        return get_array_module(*operands).einsum(equation, *operands, optimize=len(inputs) > 2)
+        out = get_array_module(*operands).einsum(equation, *operands, optimize=len(inputs) > 2)
+        # NOTE: NumPy returns a view of the operand when nothing is summed ("ij->ji",
+        # "ii->i"); an untracked view would let an in-place write to the result reach the
+        # input behind autograd's back, so the result is always a new tensor.
+        return out if out.flags.owndata else out.copy()
 
     @staticmethod
     def backward(ctx, g):
