@@ -772,8 +772,8 @@ class Tensor:
     def unflatten(self, dim, sizes):
         return _shape.unflatten(self, dim, sizes)
 
-    def split(self, split_size_or_sections, dim=0):
-        return _shape.split(self, split_size_or_sections, dim)
+    def split(self, split_size, dim=0):  # torch names it split_size here, unlike torch.split
+        return _shape.split(self, split_size, dim)
 
     def chunk(self, chunks, dim=0):
         return _shape.chunk(self, chunks, dim)

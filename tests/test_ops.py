@@ -540,6 +540,14 @@ def test_split_chunk_unbind(size, piece):
     check_op(lambda t: t.split([1, size - 1]), lambda a: numpy.split(a, [1]), x)
 
 
+def test_split_keywords_are_torchs():
+    # Tensor.split(split_size, dim), torch.split(tensor, split_size_or_sections, dim) (found by
+    # tests/compare_torch.py)
+    x = sl.arange(5)
+    assert [p.tolist() for p in x.split(split_size=2, dim=0)] == [[0, 1], [2, 3], [4]]
+    assert [p.tolist() for p in sl.split(x, split_size_or_sections=[1, 4])] == [[0], [1, 2, 3, 4]]
+
+
 def test_split_and_chunk_of_an_empty_dim():
     # PyTorch: chunk gives `chunks` empty pieces, split one (chunk gave one: found by
     # tests/test_fuzz.py)
