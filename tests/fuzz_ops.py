@@ -358,7 +358,7 @@ def _arith_call(name, symbol):
     return call
 
 
-def _binary(name, reference, symbol, *, left=None, right=None, fallback=None,
+def _binary(name, reference, symbol, *, left=None, left_fallback=None, right=None, fallback=None,
             dtype=promoted, kink=None, jump=None, saves="in", scalars=(0.5, -1.5, 2, 3.0),
             params=None, styles_=("op", "fn", "method"), call=None, differentiable=True,
             codes=("f", "i")):
@@ -368,7 +368,7 @@ def _binary(name, reference, symbol, *, left=None, right=None, fallback=None,
     left = left or (lambda v: v.code in codes)
 
     def draw(gen):
-        a = gen.pick(left)
+        a = gen.pick(left, fallback=left_fallback)
         if a is None:
             return None
         if scalars and gen.d.boolean(0.25):
@@ -500,7 +500,8 @@ BINARY = [
     _binary("minimum", numpy.minimum, None, kink=_apart, styles_=("fn", "method"),
             scalars=(), call=method_or_function("minimum")),
     _binary("pow_tensor", lambda a, b: numpy.power(a, b), lambda a, b: a ** b,
-            left=above(0.1), right=lambda v: is_float(v) and _small(v.array),
+            left=above(0.1), left_fallback=(0.2, 2.0),
+            right=lambda v: is_float(v) and _small(v.array),
             fallback=(-1.5, 1.5), scalars=(), styles_=("op",), saves="in+out"),
     _comparison("eq", numpy.equal, lambda a, b: a == b),
     _comparison("ne", numpy.not_equal, lambda a, b: a != b),
@@ -720,8 +721,8 @@ def _arg_reduction(name, largest):
 
 def _softmax(log):
     def reference(x, dim, style):
-        if x.ndim == 0:
-            return numpy.zeros(()) if log else numpy.ones(())
+        if x.ndim == 0:  # x - x: a NaN stays NaN
+            return x - x if log else x - x + 1
         if x.size == 0:
             return x.copy()
         shifted = x - numpy.max(x, axis=dim, keepdims=True)
@@ -1357,9 +1358,8 @@ def _matmul_call(L, a, b, style):
 
 
 def _bmm_draw(gen):
-    x = gen.pick(lambda v: v.code == "f" and v.ndim == 3)
-    if x is None:
-        return None
+    x = gen.pick(lambda v: v.code == "f" and v.ndim == 3) or gen.leaf(
+        (gen.d.integer(0, 2), gen.d.integer(1, 3), gen.d.integer(0, 3)), "f")
     shape = (x.shape[0], x.shape[2], gen.d.integer(0, 3))
     other = gen.fitting(shape, lambda v: v.code == "f" and v.shape == shape, exact=True)
     return (x, other), {"style": styles(gen)}
@@ -1798,12 +1798,15 @@ def _write_leaf(L, x, through_view):
 
 def _refused_overlap_write(gen):
     x = gen.pick(lambda v: v.code == "f" and v.size > 0 and not v.leaf)
-    return None if x is None else ((x,), {})
+    if x is None:
+        source = gen.pick(lambda v: v.code == "f" and v.size > 0) or gen.leaf((2,), "f")
+        x = gen.step("clone", (source,), {})
+    return (x,), {}
 
 
 def _refused_view(gen):
     x = gen.pick(lambda v: v.ndim >= 2 and v.shape[0] > 1 and v.shape[1] > 1 and v.size)
-    return None if x is None else ((x,), {})
+    return ((x or gen.leaf((2, 3), "f")),), {}
 
 
 def _refused_broadcast(gen):
@@ -1847,13 +1850,13 @@ def _refused_index(gen):
 
 
 def _refused_cast(gen):
-    x = gen.pick(lambda v: v.code == "i")
-    return None if x is None else ((x,), {"value": gen.d.choice((1.5, -0.5))})
+    x = gen.pick(lambda v: v.code == "i") or gen.leaf(gen.shape(), "i")
+    return (x,), {"value": gen.d.choice((1.5, -0.5))}
 
 
 def _refused_mean(gen):
-    x = gen.pick(lambda v: v.code in ("i", "b"))
-    return None if x is None else ((x,), {})
+    x = gen.pick(lambda v: v.code in ("i", "b")) or gen.leaf(gen.shape(), gen.d.choice("ib"))
+    return (x,), {}
 
 
 def _refused_cat(gen):

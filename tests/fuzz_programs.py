@@ -119,12 +119,17 @@ class Step:
 
 @dataclass
 class Program:
+    """Lines (``Leaf`` and ``Step``) in the order they run; prints as a listing."""
+
     lines: list = field(default_factory=list)
 
     def __str__(self) -> str:
         return "\n".join(str(line) for line in self.lines)
 
     __repr__ = __str__
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # how hypothesis prints a failing one
+        printer.text('Program.parse("""\n' + str(self) + '\n""")')
 
     @property
     def leaves(self) -> list:
@@ -436,10 +441,14 @@ class Generator:
         return self.reference.vars[name]
 
     # -- the program ---------------------------------------------------------------------------
-    def run(self, max_steps: int) -> Program:
+    def run(self, max_steps: int, require: str | None = None) -> Program:
         first = self.leaf(self.shape(), "f")
         if self.d.boolean(0.3):  # an int or bool input: promotion, indexing by values
             self.leaf(self._variant(first.shape, grow=True), self.d.choice(("i", "b")))
+        if require is not None:  # that op first (a few tries: some need a suitable pool)
+            for _ in range(20):
+                if self._try(OPS[require]):
+                    break
         wanted = self.d.integer(1, max_steps)
         families = sorted(WEIGHTS)
         for _ in range(wanted * 10):
@@ -521,9 +530,9 @@ def _broadcast(a: tuple, b: tuple):
         return None
 
 
-def generate(drawer: Drawer, max_steps: int = 6) -> Program:
-    """A random program of 1 to ``max_steps`` steps."""
-    return Generator(drawer).run(max_steps)
+def generate(drawer: Drawer, max_steps: int = 6, require: str | None = None) -> Program:
+    """A random program of 1 to ``max_steps`` steps, the first one ``require`` if given."""
+    return Generator(drawer).run(max_steps, require)
 
 
 # ---- running a program on a library (seqlib or torch) ----------------------------------------

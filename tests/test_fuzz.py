@@ -2,7 +2,7 @@
 seqlib in float64 and float32 against a float64 NumPy reference, with float64 gradients
 checked by finite differences (``sl.gradcheck``) and float32 gradients against them.
 
-A failure prints the program as a listing; to replay it::
+A failure prints the program as a listing; to replay it, from tests/::
 
     from fuzz_programs import Program
     from test_fuzz import check
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from fuzz_ops import OPS
 from fuzz_programs import (
     FLOATS,
     HypothesisDrawer,
@@ -26,13 +27,14 @@ from fuzz_programs import (
     gradients,
     loss_weights,
 )
-from hypothesis import given, note, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import seqlib as sl
 import seqlib.nn.functional as F
 
 CI_PROGRAMS = 300
+PER_OP_PROGRAMS = 4  # and as many again starting with each op of the table
 SLOW_PROGRAMS = 4000
 MARGIN = 1e-3  # closer than this to a kink or jump: no finite differences, no float32 values
 F64 = Lib(sl, F, "float64")
@@ -40,8 +42,8 @@ F32 = Lib(sl, F, "float32")
 
 
 @st.composite
-def programs(draw, max_steps: int = 6) -> Program:
-    return generate(HypothesisDrawer(draw), max_steps)
+def programs(draw, max_steps: int = 6, require: str | None = None) -> Program:
+    return generate(HypothesisDrawer(draw), max_steps, require)
 
 
 def check(program: Program) -> None:
@@ -103,18 +105,24 @@ def _gradcheck(program: Program) -> None:
                  directions=None if count <= 40 else 12)
 
 
-@settings(max_examples=CI_PROGRAMS)
+# A failing program prints as `Program.parse("""<listing>""")`, ready to pass to check().
+@settings(max_examples=CI_PROGRAMS, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_programs_agree_with_the_reference(program):
-    note(f"program:\n{program}")
     check(program)
 
 
+@pytest.mark.parametrize("op", sorted(OPS))
+@settings(max_examples=PER_OP_PROGRAMS, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_programs_starting_with_each_op_agree_with_the_reference(op, data):
+    check(data.draw(programs(max_steps=4, require=op), label="program"))
+
+
 @pytest.mark.slow
-@settings(max_examples=SLOW_PROGRAMS)
+@settings(max_examples=SLOW_PROGRAMS, suppress_health_check=[HealthCheck.too_slow])
 @given(programs(max_steps=10))
 def test_many_random_programs_agree_with_the_reference(program):
-    note(f"program:\n{program}")
     check(program)
 
 
