@@ -9,6 +9,8 @@ import pytest
 from seqlib.kernels import threads
 from seqlib.kernels.causal_product import cpu as product_cpu
 from seqlib.kernels.causal_product import cuda as product_cuda
+from seqlib.kernels.lstm import cpu as lstm_cpu
+from seqlib.kernels.lstm import cuda as lstm_cuda
 
 from seqlib import kernels
 
@@ -27,6 +29,9 @@ def test_dispatch_tables_list_one_backend_per_device():
     assert kernels.causal_product.BACKENDS == {
         "cpu": (product_cpu.forward, product_cpu.backward),
         "cuda": (product_cuda.forward, product_cuda.backward)}
+    assert kernels.lstm.BACKENDS == {
+        "cpu": (lstm_cpu.forward, lstm_cpu.backward, 0.5),
+        "cuda": (lstm_cuda.forward, lstm_cuda.backward, 1.0)}
 
 
 def test_causal_product_returns_the_same_named_fields_whatever_is_asked():

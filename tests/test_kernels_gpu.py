@@ -96,3 +96,32 @@ def test_lstm_cuda_matches_cpu(dtype, tolerance, reverse, with_lengths, L):
     gpu_back = kernels.lstm_backward(*(to_gpu(g) for g in grads), gpu[3])
     for a, b in zip((*cpu[:3], *cpu_back), (*gpu[:3], *gpu_back)):
         numpy.testing.assert_allclose(cupy.asnumpy(b), a, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(numpy.float32, 1e-4), (numpy.float64, 1e-11)])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_lstm_layer_cuda_matches_cpu(dtype, tolerance, reverse, bias):
+    """The whole layer, with lengths that stay on the GPU (a CuPy array)."""
+    import cupy
+
+    rng = numpy.random.default_rng(2)
+    L, N, F, H = 17, 5, 24, 32
+    x = rng.standard_normal((L, N, F)).astype(dtype)
+    w_ih, w_hh = ((rng.standard_normal((4 * H, n)) * 0.2).astype(dtype) for n in (F, H))
+    b_ih, b_hh = ((rng.standard_normal(4 * H).astype(dtype) if bias else None)
+                  for _ in range(2))
+    h0, c0 = (rng.standard_normal((N, H)).astype(dtype) for _ in range(2))
+    lengths = numpy.array([L, 1, 9, 0, L - 1])
+    grads = [rng.standard_normal(s).astype(dtype) for s in ((L, N, H), (N, H), (N, H))]
+    inputs = (x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths)
+    cpu = kernels.lstm_layer(*inputs, reverse)
+    cpu_back = kernels.lstm_layer_backward(*grads, cpu.saved)
+    gpu = kernels.lstm_layer(*(None if a is None else cupy.asarray(a) for a in inputs), reverse)
+    gpu_back = kernels.lstm_layer_backward(*(cupy.asarray(g) for g in grads), gpu.saved)
+    for a, b in zip((*cpu[:3], *cpu_back), (*gpu[:3], *gpu_back)):
+        if a is None:
+            assert b is None
+            continue
+        assert isinstance(b, cupy.ndarray)
+        numpy.testing.assert_allclose(cupy.asnumpy(b), a, rtol=tolerance, atol=tolerance)
