@@ -13,7 +13,8 @@ the JSON goes to a scratch folder (or --out; --record replaces the committed one
 
 ``--threads T`` is each library's CPU budget: torch runs T threads; seqlib's kernel runs T
 worker threads (``seqlib.kernels.set_num_threads``) over single-threaded BLAS, its GEMMs being
-too small for BLAS to split, so workers x BLAS threads = T.
+too small for BLAS to split, so workers x BLAS threads = T. glibc's malloc is tuned
+(``seqlib.utils.tune_malloc``) unless ``SEQLIB_MALLOC_TUNING=0``.
 """
 
 from __future__ import annotations
@@ -173,15 +174,12 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     set_threads(args.threads, blas_threads=1)
     import numpy
-
-    # NOTE: the kernels are timed with the malloc settings that importing seqlib (through
-    # core) gives every user; the kernels alone leave glibc's defaults. SEQLIB_MALLOC_TUNING=0
-    # in the environment measures without them.
-    from seqlib.core import allocator
     from seqlib.kernels import causal_dot_product, causal_dot_product_backward
 
+    import seqlib as sl
     from seqlib import kernels
 
+    malloc_tuned = sl.utils.tune_malloc()
     kernels.set_num_threads(args.threads)
 
     try:
@@ -232,7 +230,7 @@ def main(argv=None) -> dict:
               "kernel_workers": kernels.get_num_threads(),
               "blas_threads": kernels.threads.blas_threads(),
               "fast_transformers": None if fast is None else _version("pytorch-fast-transformers"),
-              "malloc_tuned": allocator.tuned,
+              "malloc_tuned": malloc_tuned,
               "shape": {"H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}
     name = "causal_dot_product_paths" if args.paths and cuda else "causal_dot_product"

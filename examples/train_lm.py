@@ -127,6 +127,7 @@ def evaluate(model, data, config: Config) -> float:
 
 def main(argv=None) -> dict:
     config = parse_args(argv)
+    sl.utils.tune_malloc()  # reuse freed memory for NumPy's temporaries (process-wide)
     sl.manual_seed(config.seed)
     out = Path(config.out)
     train_text, val_text = split_text(read_corpus(config.data or None), 0.05)
