@@ -15,8 +15,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy
-
 RESULTS = Path(__file__).resolve().parent / "results"  # committed: the README quotes them
 SCRATCH = RESULTS / "scratch"  # ignored by git: every run that is not --record
 
@@ -46,18 +44,23 @@ def output_dir(args: argparse.Namespace) -> Path:
     return RESULTS if args.record else Path(args.out)
 
 
-def set_threads(threads: int) -> None:
-    """Limit BLAS threads (must run before NumPy does work) and torch's, if present.
+def set_threads(threads: int, blas_threads: int | None = None) -> None:
+    """Limit torch's (OpenMP's) threads to ``threads`` and BLAS's to ``blas_threads`` (default
+    ``threads``). Must run before NumPy is imported: OpenBLAS reads its variables when it
+    loads (this module imports NumPy only inside functions for that reason).
 
     OpenMP threads (torch's) otherwise spin for a while after each op and steal the cores from
     whatever is timed next; a passive wait policy keeps alternating measurements fair."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, str(threads))
+    blas = threads if blas_threads is None else blas_threads
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(blas))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(threads)
+        threadpool_limits(blas, user_api="blas")
+        threadpool_limits(threads, user_api="openmp")
     except ImportError:
         pass
 
@@ -130,6 +133,8 @@ def gpu() -> dict:
 
 def machine(device: str = "cpu") -> dict:
     """What the numbers were measured on (with the GPU's details for a CUDA device)."""
+    import numpy
+
     return {
         **(gpu() if device.startswith("cuda") else {}),
         "machine": platform.processor() or platform.machine(),

@@ -242,6 +242,10 @@ def main(argv=None) -> dict:
     set_threads(args.threads)
     from tqdm import tqdm
 
+    import seqlib as sl
+
+    sl.utils.tune_malloc()
+
     total = len(args.lengths) * len(KINDS) + 2 * len(args.positions)
     with tqdm(total=total, desc="attention speed") as bar:
         layers = time_layers(args, bar)

@@ -10,6 +10,11 @@ The torch peer (timed in the same process on the same inputs, when torch is impo
 the same chunked algorithm with torch ops and autograd; fast-transformers' C++ kernel is timed
 too if ``fast_transformers`` is installed. Medians of alternating runs, printed as a table;
 the JSON goes to a scratch folder (or --out; --record replaces the committed one in results/).
+
+``--threads T`` is each library's CPU budget: torch runs T threads; seqlib's kernel runs T
+worker threads (``seqlib.kernels.set_num_threads``) over single-threaded BLAS, its GEMMs being
+too small for BLAS to split, so workers x BLAS threads = T. glibc's malloc is tuned
+(``seqlib.utils.tune_malloc``) unless ``SEQLIB_MALLOC_TUNING=0``.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def _synchronized(fn, device: str, torch=None):
 def _cases(q, k, v, g, C, torch, device: str = "cpu", fast=None) -> dict:
     """The timed callables for one shape and chunk size (torch's only if it is importable;
     ``fast``: fast-transformers' causal product, if installed)."""
-    from seqlib.kernels.causal_product import causal_dot_product, causal_dot_product_backward
+    from seqlib.kernels import causal_dot_product, causal_dot_product_backward
 
     arrays = (q, k, v, g)
     if device.startswith("cuda"):
@@ -75,7 +80,7 @@ def _cases(q, k, v, g, C, torch, device: str = "cpu", fast=None) -> dict:
                                         device),
         "seqlib forward+backward": _synchronized(lambda: causal_dot_product_backward(
             aq, ak, av, ag, chunk_size=C,
-            saved=causal_dot_product(aq, ak, av, chunk_size=C, keep_for_backward=True)[1]),
+            saved=causal_dot_product(aq, ak, av, chunk_size=C, keep_for_backward=True).saved),
             device),
     }
     if torch is None:
@@ -112,11 +117,11 @@ def _fast_transformers():
 
 
 def _with_scan_limit(function, limit: int, *arrays):
-    """``function(*arrays)`` run with the scan's length limit set to ``limit``."""
-    from seqlib.kernels import causal_product
+    """``function(*arrays)`` run with the CUDA scan's length limit set to ``limit``."""
+    from seqlib.kernels.causal_product import cuda
 
     def run():
-        causal_product.SCAN_MAX_LENGTH = limit
+        cuda.SCAN_MAX_LENGTH = limit
         function(*arrays)
 
     return run
@@ -124,10 +129,11 @@ def _with_scan_limit(function, limit: int, *arrays):
 
 def _paths(args, rng) -> list:
     """CUDA only: the register scan against the chunked kernels, forward and forward+backward,
-    by length (this chooses ``kernels.causal_product.SCAN_MAX_LENGTH``)."""
+    by length (this chooses ``kernels.causal_product.cuda.SCAN_MAX_LENGTH``)."""
     import cupy
     import numpy
-    from seqlib.kernels import causal_product
+
+    from seqlib import kernels
 
     rows = []
     for N, L in progress([(N, L) for N in args.batch
@@ -138,9 +144,9 @@ def _paths(args, rng) -> list:
         cases = {}
         for path, limit in (("scan", L), ("chunked", 0)):
             cases[f"{path} forward"] = _with_scan_limit(
-                causal_product.causal_dot_product, limit, q, k, v)
+                kernels.causal_dot_product, limit, q, k, v)
             cases[f"{path} backward"] = _with_scan_limit(
-                causal_product.causal_dot_product_backward, limit, q, k, v, g)
+                kernels.causal_dot_product_backward, limit, q, k, v, g)
         times = alternate(cases, args.repeat, cuda=True)
         rows.append({"N": N, "L": L, **{name: round(ms, 4) for name, ms in times.items()}})
     return rows
@@ -156,7 +162,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--chunks", type=int, nargs="+", default=[64], help="chunk sizes C")
     parser.add_argument("--repeat", type=int, default=9,
                         help="timed runs per case (alternating); the median counts")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch's threads, and seqlib's kernel worker threads (BLAS: 1)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory at L = 4,096, 16,384 and 65,536 (CPU)")
     parser.add_argument("--paths", action="store_true",
@@ -165,14 +172,15 @@ def main(argv=None) -> dict:
                         help="cpu, or cuda (CuPy arrays, torch on the GPU)")
     add_output_flags(parser)
     args = parser.parse_args(argv)
-    set_threads(args.threads)
+    set_threads(args.threads, blas_threads=1)
     import numpy
+    from seqlib.kernels import causal_dot_product, causal_dot_product_backward
 
-    # NOTE: the kernels are timed with the malloc settings that importing seqlib (through
-    # core) gives every user; the kernels alone leave glibc's defaults. SEQLIB_MALLOC_TUNING=0
-    # in the environment measures without them.
-    from seqlib.core import allocator
-    from seqlib.kernels.causal_product import causal_dot_product, causal_dot_product_backward
+    import seqlib as sl
+    from seqlib import kernels
+
+    malloc_tuned = sl.utils.tune_malloc()
+    kernels.set_num_threads(args.threads)
 
     try:
         import torch
@@ -219,8 +227,10 @@ def main(argv=None) -> dict:
         print(f"peak memory, forward + backward\n{table(memory)}\n")
     report = {"benchmark": "causal_dot_product", **machine(args.device), "device": args.device,
               "torch": getattr(torch, "__version__", None), "threads": args.threads,
+              "kernel_workers": kernels.get_num_threads(),
+              "blas_threads": kernels.threads.blas_threads(),
               "fast_transformers": None if fast is None else _version("pytorch-fast-transformers"),
-              "malloc_tuned": allocator.tuned,
+              "malloc_tuned": malloc_tuned,
               "shape": {"H": args.heads, "D": args.dim, "M": args.dim},
               "unit": "ms (median)", "results": rows, "memory": memory}
     name = "causal_dot_product_paths" if args.paths and cuda else "causal_dot_product"

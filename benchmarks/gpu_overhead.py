@@ -55,6 +55,7 @@ def main(argv=None) -> dict:
     import seqlib as sl
     from seqlib.models import TransformerLM, TransformerLMConfig
 
+    sl.utils.tune_malloc()
     a = cupy.ones((4, 4), cupy.float32)
     ta = torch.ones(4, 4, device="cuda")
     sync = cupy.cuda.Device().synchronize

@@ -46,6 +46,7 @@ def main(argv=None) -> dict:
 
     import seqlib as sl
 
+    sl.utils.tune_malloc()
     rng = numpy.random.default_rng(0)
     x_np = rng.standard_normal((args.steps, args.batch, args.input)).astype(numpy.float32)
     model = sl.nn.LSTM(args.input, args.hidden, args.layers).to(args.device)

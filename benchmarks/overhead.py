@@ -119,6 +119,7 @@ def main(argv=None) -> dict:
                         help="torch threads (the cases are too small for BLAS threads)")
     add_output_flags(parser)
     args = parser.parse_args(argv)
+    sl.utils.tune_malloc()
     try:
         import torch
 

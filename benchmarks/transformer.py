@@ -50,6 +50,7 @@ def main(argv=None) -> dict:
     from seqlib.masking import TriangularCausalMask
     from seqlib.recurrent import make_mirror
 
+    sl.utils.tune_malloc()
     config = dict(attention_type=args.attention, n_layers=args.layers, n_heads=args.heads,
                   query_dimensions=args.d_model // args.heads,
                   value_dimensions=args.d_model // args.heads,

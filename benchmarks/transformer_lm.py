@@ -126,6 +126,7 @@ def main(argv=None) -> dict:
     import seqlib as sl
     from seqlib.models import TransformerLM, TransformerLMConfig
 
+    sl.utils.tune_malloc()
     cuda = args.device.startswith("cuda")
     config = TransformerLMConfig(args.vocab, args.d_model, args.layers, args.heads, dropout=0.0)
     model = TransformerLM(config).to(args.device)

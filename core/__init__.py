@@ -5,7 +5,6 @@ Everything here is re-exported by ``seqlib``; users write ``import seqlib as sl`
 
 import numpy as _numpy
 
-from . import allocator as _allocator
 from . import cuda, dtypes, functional, losses, masking  # noqa: F401
 from .autograd import (
     Function,
@@ -199,5 +198,3 @@ try:  # registers the einops backend when einops is installed
     from . import einops_backend  # noqa: F401
 except ImportError:  # pragma: no cover - einops is optional
     pass
-
-_allocator.tune()  # see core/allocator.py; SEQLIB_MALLOC_TUNING=0 opts out

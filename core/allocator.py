@@ -5,11 +5,13 @@ freed memory at the top of the heap above 128 KB, so a training loop that alloca
 the same few-MB temporaries every step refaults every page each time: 60 steps of
 ``examples/train_lm.py`` took 1.2 million minor page faults and 4 s of system time, and ran
 15% slower than with the settings below (49 thousand faults, 0.3 s), at the same peak memory.
-Arrays below 32 MB now come from the heap, and up to 256 MB of freed memory is kept for reuse.
+Arrays below 32 MB then come from the heap, and up to 256 MB of freed memory is kept for reuse.
 
-Applied once when ``core`` is imported, on Linux with glibc only. Opt out with
-``SEQLIB_MALLOC_TUNING=0``; nothing is changed when ``GLIBC_TUNABLES`` already sets malloc
-options (those win).
+The settings are process-wide (every library's allocations), so nothing applies them on
+import: a program opts in by calling ``tune()`` (``seqlib.utils.tune_malloc()``), as the
+examples and benchmarks do. Linux with glibc only. ``SEQLIB_MALLOC_TUNING=0`` turns the call
+into a no-op; nothing is changed when ``GLIBC_TUNABLES`` already sets malloc options (those
+win).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def _glibc() -> bool:
 
 
 def tune() -> bool:
-    """Apply the settings unless opted out or not on glibc; returns whether they are applied."""
+    """Apply the settings unless turned off or not on glibc; returns whether they are applied.
+    Calling it again changes nothing."""
     global tuned
     if tuned:
         return True

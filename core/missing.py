@@ -24,7 +24,6 @@ EQUIVALENTS = {
     "torch": {
         "compile": f"{_DROP}: seqlib runs eagerly, its hot paths are fused Functions already",
         "jit": "the module itself (no TorchScript); sl.save writes its weights",
-        "utils": "seqlib.data for torch.utils.data",
         "linalg": "sl.norm, sl.matmul and sl.einsum (no decompositions)",
         "distributions": "sl.multinomial, sl.normal, sl.rand and sl.randint",
         "autocast": "Module.half() or sl.set_default_dtype (no mixed-precision autocast)",

@@ -122,6 +122,7 @@ def evaluate(model, data, config: Config) -> float:
 
 def main(argv=None) -> dict:
     config = parse_args(argv)
+    sl.utils.tune_malloc()  # reuse freed memory for NumPy's temporaries (process-wide)
     sl.manual_seed(config.seed)
     out, source = Path(config.out), f"--data {config.data}" if config.data else "Shakespeare"
     text = read_corpus(config.data or None)

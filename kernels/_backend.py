@@ -19,6 +19,12 @@ def get_array_module(*arrays):
     return numpy
 
 
+def device_kind(*arrays) -> str:
+    """The row of a kernel's dispatch table for these arrays: ``"cuda"`` if any is a CuPy
+    array, else ``"cpu"``."""
+    return "cpu" if get_array_module(*arrays) is numpy else "cuda"
+
+
 def check_same_device(op: str, **arrays) -> None:
     """Raise a TypeError naming the culprit unless every array given (None skipped) is a NumPy
     array, or every one a CuPy array on one GPU: a kernel never mixes them silently."""

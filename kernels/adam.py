@@ -8,14 +8,16 @@ array code (the CPU path).
 
 from __future__ import annotations
 
+import math
+
+from ._backend import cupy
+
 _kernel = None
 
 
 def _adam_kernel():
     global _kernel
     if _kernel is None:
-        import cupy
-
         _kernel = cupy.ElementwiseKernel(
             "T grad, T sign, T l2, T decay, T one_minus_beta1, T beta2, T step_size, "
             "T bias_correction2_sqrt, T eps",
@@ -38,8 +40,6 @@ def adam_step_cuda(p, grad, exp_avg, exp_avg_sq, *, lr: float, beta1: float, bet
                    step: int) -> None:
     """Update CuPy arrays ``p, exp_avg, exp_avg_sq`` in place for step number ``step`` (>= 1)
     with gradient ``grad`` (AMSGrad is not handled here)."""
-    import math
-
     dtype = p.dtype.type
     _adam_kernel()(
         grad, dtype(-1.0 if maximize else 1.0),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+from ._backend import cupy
+
 # package data: read through importlib.resources, so it works from a wheel, a zip or a checkout
 DIRECTORY = resources.files(__package__) / "cuda"
 # register-state sizes of the causal scan; double stops at 64 (128 doubles spill registers)
@@ -44,8 +46,6 @@ def get_kernel(file: str, name: str):
     ``file`` once per process (CuPy also caches the binary on disk)."""
     if name not in KERNELS.get(file, ()):
         raise KeyError(f"{name} is not a registered kernel of {file}: {KERNELS.get(file)}")
-    from ._backend import cupy
-
     if cupy is None:
         raise RuntimeError(f"{name}: CUDA kernels need CuPy (pip install '.[gpu-cuda13]' or "
                            "'.[gpu-cuda12]' from seqlib's checkout)")

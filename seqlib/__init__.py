@@ -19,6 +19,7 @@ from seqlib import (
     text,
     tokenizers,
     transformers,
+    utils,
 )
 from seqlib.checkpoint import load_checkpoint, save_checkpoint
 from seqlib.core import *  # noqa: F403 - seqlib re-exports the core API by design

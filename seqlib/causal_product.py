@@ -15,19 +15,20 @@ class CausalDotProduct(Function):
 
     @staticmethod
     def forward(ctx, q, k, v, initial_state, chunk_size):
-        out, final, saved = kernels.causal_dot_product(q, k, v, initial_state, True, chunk_size,
-                                                       keep_for_backward=True)
+        result = kernels.causal_dot_product(q, k, v, initial_state, chunk_size=chunk_size,
+                                            keep_for_backward=True)
         ctx.save_for_backward(q, k, v, initial_state)
-        ctx.chunk_size, ctx.saved = chunk_size, saved
-        return out, final
+        ctx.chunk_size, ctx.kernel_saved = chunk_size, result.saved
+        return result.out, result.state
 
     @staticmethod
     def backward(ctx, grad_out, grad_final):
         q, k, v, initial_state = ctx.saved_tensors
-        grads = kernels.causal_dot_product_backward(q, k, v, grad_out, initial_state,
-                                                    grad_final, ctx.chunk_size, ctx.saved)
-        grad_state = grads[3] if initial_state is not None else None
-        return grads[0], grads[1], grads[2], grad_state, None
+        grads = kernels.causal_dot_product_backward(q, k, v, grad_out, initial_state, grad_final,
+                                                    chunk_size=ctx.chunk_size,
+                                                    saved=ctx.kernel_saved)
+        grad_state = grads.state if initial_state is not None else None
+        return grads.q, grads.k, grads.v, grad_state, None
 
 
 def causal_dot_product(queries: Tensor, keys: Tensor, values: Tensor,

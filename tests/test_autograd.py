@@ -369,3 +369,28 @@ def test_backward_into_a_node_freed_by_an_earlier_backward_says_so():
     (x * shared).sum().backward()  # frees shared's node
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         (x * shared).sum().backward()
+
+
+def test_grad_mode_is_per_thread():
+    """As in PyTorch: no_grad in one thread leaves another recording; new threads record."""
+    import threading
+
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def worker():
+        inside.wait(5)
+        x = sl.ones(2, requires_grad=True)
+        seen["worker"] = (sl.is_grad_enabled(), (x * 2).requires_grad)
+        release.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with sl.no_grad():
+        inside.set()
+        release.wait(5)
+        seen["main"] = sl.is_grad_enabled()
+    thread.join(5)
+    assert seen == {"worker": (True, True), "main": False}
+    assert sl.is_grad_enabled()

@@ -13,6 +13,13 @@ from seqlib import kernels
 from seqlib.causal_product import causal_dot_product
 
 
+@pytest.fixture
+def workers():
+    """Puts the kernels' worker threads back to the default after a test that sets them."""
+    yield
+    kernels.set_num_threads(None)
+
+
 def naive(q, k, v, state=None):
     """einsum with a tril mask: sum_{j<=i} (q_i . k_j) v_j (+ q_i S0)."""
     L = q.shape[2]
@@ -40,7 +47,8 @@ def test_forward_matches_naive(dtype, tolerance, shape, chunk, with_state):
     q, k = (rng.standard_normal((N, H, L, D)).astype(dtype) for _ in range(2))
     v = rng.standard_normal((N, H, L, M)).astype(dtype)
     state = rng.standard_normal((N, H, D, M)).astype(dtype) if with_state else None
-    out, final = kernels.causal_dot_product(q, k, v, state, True, chunk)
+    out, final, saved = kernels.causal_dot_product(q, k, v, state, chunk_size=chunk)
+    assert saved is None
     assert out.dtype == dtype and out.shape == (N, H, L, M) and final.shape == (N, H, D, M)
     scale = 1 + L
     numpy.testing.assert_allclose(out, naive(q, k, v, state), rtol=tolerance,
@@ -57,7 +65,8 @@ def test_backward_matches_naive_gradients(shape, chunk, with_state):
     v, grad = rng.standard_normal((N, H, L, M)), rng.standard_normal((N, H, L, M))
     state = rng.standard_normal((N, H, D, M)) if with_state else None
     grad_final = rng.standard_normal((N, H, D, M)) if with_state else None
-    result = kernels.causal_dot_product_backward(q, k, v, grad, state, grad_final, chunk)
+    result = kernels.causal_dot_product_backward(q, k, v, grad, state, grad_final,
+                                                 chunk_size=chunk)
     mask = numpy.tril(numpy.ones((L, L)))
     scores = numpy.einsum("nhld,nhsd->nhls", q, k) * mask
     d_scores = numpy.einsum("nhlm,nhsm->nhls", grad, v) * mask
@@ -77,21 +86,19 @@ def test_backward_matches_naive_gradients(shape, chunk, with_state):
 def test_processing_in_pieces_equals_one_pass():
     rng = numpy.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 2, 30, 4)) for _ in range(3))
-    whole = kernels.causal_dot_product(q, k, v)
-    first, state = kernels.causal_dot_product(q[:, :, :11], k[:, :, :11], v[:, :, :11],
-                                              return_final_state=True)
-    second = kernels.causal_dot_product(q[:, :, 11:], k[:, :, 11:], v[:, :, 11:], state)
+    whole = kernels.causal_dot_product(q, k, v).out
+    first, state, _ = kernels.causal_dot_product(q[:, :, :11], k[:, :, :11], v[:, :, :11])
+    second = kernels.causal_dot_product(q[:, :, 11:], k[:, :, 11:], v[:, :, 11:], state).out
     numpy.testing.assert_allclose(numpy.concatenate([first, second], 2), whole, rtol=1e-12)
 
 
 def test_empty_sequence_and_chunk_larger_than_length():
     q = numpy.zeros((1, 1, 0, 3))
-    out, state = kernels.causal_dot_product(q, q, numpy.zeros((1, 1, 0, 2)),
-                                            return_final_state=True)
+    out, state, _ = kernels.causal_dot_product(q, q, numpy.zeros((1, 1, 0, 2)))
     assert out.shape == (1, 1, 0, 2) and state.shape == (1, 1, 3, 2) and not state.any()
     rng = numpy.random.default_rng(1)
     q, k, v = (rng.standard_normal((1, 1, 5, 3)) for _ in range(3))
-    numpy.testing.assert_allclose(kernels.causal_dot_product(q, k, v, chunk_size=512),
+    numpy.testing.assert_allclose(kernels.causal_dot_product(q, k, v, chunk_size=512).out,
                                   naive(q, k, v), rtol=1e-12)
 
 
@@ -99,7 +106,7 @@ def test_large_dimensions():
     rng = numpy.random.default_rng(2)
     q, k = (rng.standard_normal((1, 1, 70, 512)) * 0.1 for _ in range(2))
     v = rng.standard_normal((1, 1, 70, 512))
-    numpy.testing.assert_allclose(kernels.causal_dot_product(q, k, v), naive(q, k, v),
+    numpy.testing.assert_allclose(kernels.causal_dot_product(q, k, v).out, naive(q, k, v),
                                   rtol=1e-9, atol=1e-9)
 
 
@@ -119,6 +126,8 @@ def test_kernel_errors_name_the_argument():
         kernels.causal_dot_product_backward(q, q, q, q[:, :, :2])
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         kernels.causal_dot_product(q, q, q, chunk_size=0)
+    with pytest.raises(ValueError, match="backward: chunk_size must be >= 1"):
+        kernels.causal_dot_product_backward(q, q, q, q, chunk_size=0)
     with pytest.raises(TypeError, match="k must be a NumPy or CuPy array, got list"):
         kernels.causal_dot_product(q, q.tolist(), q)
 
@@ -159,33 +168,34 @@ def test_backward_from_saved_states_equals_recomputing():
     q, k = (rng.standard_normal((2, 3, 50, 4)) for _ in range(2))
     v, g = (rng.standard_normal((2, 3, 50, 5)) for _ in range(2))
     state = rng.standard_normal((2, 3, 4, 5))
-    out, final, saved = kernels.causal_dot_product(q, k, v, state, True, 8,
+    out, final, saved = kernels.causal_dot_product(q, k, v, state, chunk_size=8,
                                                    keep_for_backward=True)
-    numpy.testing.assert_array_equal(out, kernels.causal_dot_product(q, k, v, state, chunk_size=8))
-    reused = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8, saved=saved)
-    recomputed = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8)
+    numpy.testing.assert_array_equal(out,
+                                     kernels.causal_dot_product(q, k, v, state, chunk_size=8).out)
+    reused = kernels.causal_dot_product_backward(q, k, v, g, state, chunk_size=8, saved=saved)
+    recomputed = kernels.causal_dot_product_backward(q, k, v, g, state, chunk_size=8)
     for a, b in zip(reused, recomputed):
         numpy.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("N, H", [(1, 3), (3, 1), (2, 2), (1, 1)])
-def test_permuted_inputs_and_every_thread_split_match_naive(monkeypatch, N, H):
+def test_permuted_inputs_and_every_thread_split_match_naive(workers, N, H):
     """The attention layer hands the kernel (N, L, H, D) arrays seen as (N, H, L, D); the
     workers copy their own slices and write into shared outputs."""
-    monkeypatch.setattr(kernels.causal_product, "_threads", lambda: 3)
+    kernels.set_num_threads(3)
     rng = numpy.random.default_rng(N * 10 + H)
     L, D, M = 37, 4, 5  # L not a multiple of the chunk
     q, k = (rng.standard_normal((N, L, H, D)).transpose(0, 2, 1, 3) for _ in range(2))
     v, g = (rng.standard_normal((N, L, H, M)).transpose(0, 2, 1, 3) for _ in range(2))
     state = rng.standard_normal((N, H, D, M))
-    out, final, saved = kernels.causal_dot_product(q, k, v, state, True, 8,
+    out, final, saved = kernels.causal_dot_product(q, k, v, state, chunk_size=8,
                                                    keep_for_backward=True)
     numpy.testing.assert_allclose(out, naive(q, k, v, state), rtol=1e-10, atol=1e-10)
     numpy.testing.assert_allclose(final, naive_final(k, v, state), rtol=1e-10, atol=1e-10)
-    grads = kernels.causal_dot_product_backward(q, k, v, g, state, None, 8, saved=saved)
+    grads = kernels.causal_dot_product_backward(q, k, v, g, state, chunk_size=8, saved=saved)
     contiguous = [numpy.ascontiguousarray(a) for a in (q, k, v, g)]
-    monkeypatch.setattr(kernels.causal_product, "_threads", lambda: 1)
-    expected = kernels.causal_dot_product_backward(*contiguous, state, None, 8)
+    kernels.set_num_threads(1)
+    expected = kernels.causal_dot_product_backward(*contiguous, state, chunk_size=8)
     for a, b in zip(grads, expected):
         assert a.shape == b.shape and a.flags.c_contiguous
         numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -53,6 +53,19 @@ def reference_lstm(model, x, h0, c0, lengths):
     return x, numpy.stack(hs), numpy.stack(cs)
 
 
+def finite_difference_check(objective, arrays, analytic, eps=1e-6, tolerance=1e-6):
+    """Central differences of ``objective()`` at a dozen entries of each array."""
+    for array, gradient in zip(arrays, analytic):
+        for index in list(numpy.ndindex(array.shape))[:: max(1, array.size // 12)]:
+            original = array[index]
+            array[index] = original + eps
+            plus = objective()
+            array[index] = original - eps
+            minus = objective()
+            array[index] = original
+            assert abs((plus - minus) / (2 * eps) - gradient[index]) < tolerance
+
+
 # ---- kernels -----------------------------------------------------------------------------
 @pytest.mark.parametrize("reverse", [False, True])
 @given(L=st.integers(1, 6), N=st.integers(1, 3), H=st.integers(1, 4), data=st.data())
@@ -77,16 +90,7 @@ def test_kernel_matches_reference_and_finite_differences(reverse, L, N, H, data)
                                  numpy.full(N, L) if lengths is None else lengths, reverse)
         return sum((v * g).sum() for v, g in zip(values, grads))
 
-    eps = 1e-6
-    for array, gradient in zip((x_proj, w_hh, h0, c0), analytic):
-        for index in list(numpy.ndindex(array.shape))[:: max(1, array.size // 12)]:
-            original = array[index]
-            array[index] = original + eps
-            plus = objective()
-            array[index] = original - eps
-            minus = objective()
-            array[index] = original
-            assert abs((plus - minus) / (2 * eps) - gradient[index]) < 1e-6
+    finite_difference_check(objective, (x_proj, w_hh, h0, c0), analytic)
 
 
 @pytest.mark.parametrize("chunk_steps", [1, 2, 3])
@@ -102,33 +106,64 @@ def test_backward_in_blocks_of_steps_equals_one_block(monkeypatch, chunk_steps, 
     grads = [rng.standard_normal(a.shape) for a in outputs]
     whole = kernels.lstm_backward(*grads, cache)
     step_bytes = N * 4 * H * x_proj.itemsize
-    monkeypatch.setattr(kernels.lstm, "_CHUNK_BYTES", chunk_steps * step_bytes)
+    monkeypatch.setattr(kernels.lstm.cpu, "_CHUNK_BYTES", chunk_steps * step_bytes)
     blocks = kernels.lstm_backward(*grads, cache)
     for got, want in zip(blocks, whole):
         numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_kernel_scratch_mode_equals_the_copying_mode(reverse):
-    rng = numpy.random.default_rng(5)
-    L, N, H = 5, 3, 4
-    x_proj, w = rng.standard_normal((L, N, 4 * H)), rng.standard_normal((4 * H, H))
-    h, c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
-    lengths = numpy.array([5, 2, 0])
-    expected = kernels.lstm_forward(x_proj, w, h, c, lengths, reverse, gate_order="ifog")
-    scale = kernels.lstm.gate_scale(numpy, 4 * H, x_proj.dtype)
-    assert scale.tolist() == [0.5] * 3 * H + [1.0] * H
-    buffer = x_proj * scale
-    got = kernels.lstm_forward(buffer, w, h, c, lengths, reverse, gate_order="ifog",
-                               scratch=True)
-    for a, b in zip(got[:3], expected[:3]):
-        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    grads = [rng.standard_normal(shape) for shape in ((L, N, H), (N, H), (N, H))]
-    for a, b in zip(kernels.lstm_backward(*grads, got[3]),
-                    kernels.lstm_backward(*grads, expected[3])):
-        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match="scratch=True needs x_proj in gate_order 'ifog'"):
-        kernels.lstm_forward(buffer, w, h, c, scratch=True)
+@pytest.mark.parametrize("bias", ["both", "ih", "none"])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_layer_kernel_matches_reference_and_finite_differences(reverse, bias, with_lengths):
+    """``lstm_layer`` takes PyTorch's layout (gates i, f, g, o, two biases) and gives
+    PyTorch's results; its backward pass matches finite differences of the reference."""
+    rng = numpy.random.default_rng(7)
+    L, N, F, H = 5, 3, 4, 3
+    x = rng.standard_normal((L, N, F))
+    w_ih, w_hh = rng.standard_normal((4 * H, F)) * 0.5, rng.standard_normal((4 * H, H)) * 0.5
+    b_ih = rng.standard_normal(4 * H) if bias != "none" else None
+    b_hh = rng.standard_normal(4 * H) if bias == "both" else None
+    h0, c0 = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    lengths = numpy.array([5, 2, 0]) if with_lengths else None
+    full = numpy.full(N, L) if lengths is None else lengths
+    result = kernels.lstm_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse)
+    assert result._fields == ("output", "h_n", "c_n", "saved")
+
+    def reference():
+        b = sum(v for v in (b_ih, b_hh) if v is not None)
+        return reference_layer(x, w_ih, w_hh, b, h0, c0, full, reverse)
+
+    for got, want in zip(result[:3], reference()):
+        numpy.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    grads = [rng.standard_normal(a.shape) for a in result[:3]]
+    analytic = kernels.lstm_layer_backward(*grads, result.saved)
+    assert analytic._fields == ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")
+    assert (analytic.b_ih is None) == (b_ih is None) and (analytic.b_hh is None) == (b_hh is None)
+    arrays = [(a, g) for a, g in zip((x, w_ih, w_hh, b_ih, b_hh, h0, c0), analytic)
+              if a is not None]
+    finite_difference_check(lambda: sum((v * g).sum() for v, g in zip(reference(), grads)),
+                            [a for a, _ in arrays], [g for _, g in arrays])
+    partial = kernels.lstm_layer_backward(*grads, result.saved, input_grad=False,
+                                          weight_grad=False)
+    assert partial.x is None and partial.w_ih is None and partial.b_ih is None
+    numpy.testing.assert_array_equal(partial.w_hh, analytic.w_hh)
+    numpy.testing.assert_array_equal(partial.h0, analytic.h0)
+
+
+def test_layer_kernel_agrees_with_the_recurrence_kernel():
+    """``lstm_layer`` is ``lstm_forward`` on ``x W_ih^T + b_ih + b_hh``, in float32 too."""
+    rng = numpy.random.default_rng(3)
+    L, N, F, H = 6, 2, 5, 4
+    x = rng.standard_normal((L, N, F)).astype(numpy.float32)
+    w_ih, w_hh = (rng.standard_normal((4 * H, n)).astype(numpy.float32) for n in (F, H))
+    b_ih, b_hh = (rng.standard_normal(4 * H).astype(numpy.float32) for _ in range(2))
+    h0 = c0 = numpy.zeros((N, H), numpy.float32)
+    layer = kernels.lstm_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, None, True)
+    recurrence = kernels.lstm_forward(x @ w_ih.T + b_ih + b_hh, w_hh, h0, c0, None, True)
+    for a, b in zip(layer[:3], recurrence[:3]):
+        assert a.dtype == numpy.float32
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_kernel_float32_stays_float32():
@@ -277,10 +312,25 @@ def test_lstm_kernel_errors_name_the_argument(monkeypatch):
         kernels.lstm_forward(x, w, h, h[:1])
     with pytest.raises(TypeError, match="share one float dtype, got float32, float64"):
         kernels.lstm_forward(x, w.astype(numpy.float64), h, h)
-    with pytest.raises(ValueError, match=r"one length per sequence \(2\), got 3"):
+    with pytest.raises(ValueError, match=r"one integer per sequence, shape \(2,\), got shape "
+                                         r"\(3,\) and dtype int64"):
         kernels.lstm_forward(x, w, h, h, lengths=numpy.array([1, 2, 3]))
-    with pytest.raises(ValueError, match=r"one length per sequence \(2\), got 1"):
+    with pytest.raises(ValueError, match=r"shape \(2,\), got shape \(\) and dtype int64"):
         kernels.lstm_forward(x, w, h, h, lengths=numpy.array(3))
+    with pytest.raises(ValueError, match=r"got shape \(2,\) and dtype float64"):
+        kernels.lstm_forward(x, w, h, h, lengths=numpy.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="lengths must be between 0 and the sequence length 3, "
+                                         "got -1..2"):
+        kernels.lstm_forward(x, w, h, h, lengths=numpy.array([-1, 2]))
+    x_in, w_ih = numpy.zeros((3, 2, 5), numpy.float32), numpy.zeros((8, 5), numpy.float32)
+    with pytest.raises(ValueError, match=r"lstm_layer: w_ih must be \(8, 5\) .* got \(8, 4\)"):
+        kernels.lstm_layer(x_in, w_ih[:, :4], w, None, None, h, h)
+    with pytest.raises(ValueError, match=r"lstm_layer: b_hh must be \(8,\) .* got \(7,\)"):
+        kernels.lstm_layer(x_in, w_ih, w, w[:, 0], w[:7, 0], h, h)
+    with pytest.raises(ValueError, match=r"lstm_layer: w_hh must be \(4H, H\) with H >= 1"):
+        kernels.lstm_layer(x_in, w_ih, w[:6], None, None, h, h)
+    with pytest.raises(TypeError, match="lstm_layer: .* must share one float dtype"):
+        kernels.lstm_layer(x_in.astype(numpy.float64), w_ih, w, None, None, h, h)
     with pytest.raises(TypeError, match="h0 must be a NumPy or CuPy array, got list"):
         kernels.lstm_forward(x, w, h.tolist(), h)
     *_, cache = kernels.lstm_forward(x, w, h, h)
@@ -294,6 +344,8 @@ def test_lstm_kernel_errors_name_the_argument(monkeypatch):
         kernels.lstm_forward(x, on_gpu(w), h, h)
     with pytest.raises(TypeError, match="grad_output on cuda:0, cache on cpu"):
         kernels.lstm_backward(on_gpu(numpy.zeros((3, 2, 2), numpy.float32)), None, None, cache)
+    with pytest.raises(TypeError, match="one device, got x on cpu, .* lengths on cuda:0"):
+        kernels.lstm_layer(x_in, w_ih, w, None, None, h, h, on_gpu(numpy.array([1, 2])))
 
 
 def test_lstm_cell_matches_one_step_of_lstm():

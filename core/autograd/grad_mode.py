@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 
-class _GradMode:
-    enabled = True  # read on every op; a class attribute is the cheapest global
+class _GradModeState(threading.local):
+    """Per thread, as in PyTorch: ``no_grad`` in one thread leaves the others recording, and a
+    new thread starts with recording on."""
+
+    enabled = True  # read on every op
     inference = False  # inside inference_mode(); only is_inference_mode_enabled reads it
+
+
+_GradMode = _GradModeState()
 
 
 def is_grad_enabled() -> bool:

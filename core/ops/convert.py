@@ -46,12 +46,11 @@ def clone(input: Tensor) -> Tensor:
     return Clone.apply(input)
 
 
-def to(input: Tensor, *args, dtype=None, device=None, copy: bool = False, non_blocking=None):
-    """Convert to another device and/or dtype, returning ``input`` itself if nothing changes.
-
-    Accepts ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` and ``to(other_tensor)``,
-    as PyTorch does.
-    """
+def to_arguments(args: tuple, device=None, dtype=None) -> tuple:
+    """``(device, dtype)`` from the arguments of PyTorch's ``to``, shared by ``Tensor.to`` and
+    ``Module.to``: ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``
+    (its device and dtype) in ``args``, or ``device=`` / ``dtype=``. Returns a ``Device`` and a
+    dtype, each None where not given."""
     for arg in args:
         if isinstance(arg, Tensor):
             device, dtype = arg.device, arg.dtype
@@ -59,8 +58,19 @@ def to(input: Tensor, *args, dtype=None, device=None, copy: bool = False, non_bl
             device = arg
         else:
             dtype = arg
-    target_dtype = dtypes.as_dtype(dtype, "to") if dtype is not None else input._array.dtype
-    target_device = Device(device) if device is not None else input.device
+    return (None if device is None else Device(device),
+            None if dtype is None else dtypes.as_dtype(dtype, "to"))
+
+
+def to(input: Tensor, *args, dtype=None, device=None, copy: bool = False, non_blocking=None):
+    """Convert to another device and/or dtype, returning ``input`` itself if nothing changes.
+
+    Accepts ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` and ``to(other_tensor)``,
+    as PyTorch does.
+    """
+    device, dtype = to_arguments(args, device, dtype)
+    target_dtype = input._array.dtype if dtype is None else dtype
+    target_device = input.device if device is None else device
     if target_device != input.device:
         return ToDevice.apply(input, target_device, target_dtype)
     if target_dtype != input._array.dtype:

@@ -5,7 +5,8 @@
 // One block per (batch*head, tile of value columns); thread m keeps column m of the D x M state
 // in registers (DMAX, a template constant, bounds the unrolled loops; d >= D is skipped). Each
 // step stages q_i and k_i in shared memory. No atomics: every output element has one writer, so
-// results are deterministic. The same kernel runs the backward pass (see KERNELS.md):
+// results are deterministic. The same kernel runs the backward pass: each gradient is this
+// scan on other operands, the last two backwards in time (state gradients flow from the end):
 //   grad_q = scan(grad_out, v, k), grad_k = reverse scan(v, grad_out, q),
 //   grad_v = reverse scan(k, q, grad_out).
 // Include-free so NVRTC can compile it without CUDA headers.
@@ -56,7 +57,8 @@ __global__ void causal_scan(const T* __restrict__ q, const T* __restrict__ k,
     }
 }
 
-// ---- The chunked algorithm in three kernels (any L, D, M; see KERNELS.md) -----------------
+// ---- The chunked algorithm in three kernels (any L, D, M) ---------------------------------
+// (its equations: the docstring of kernels/causal_product/__init__.py)
 //
 // Positions are taken in "scan order" p = 0..L-1 (p -> i = L-1-p when reverse, so one set of
 // kernels also runs the time-reversed scans of the backward pass), cut into chunks of CHUNK.

@@ -1,6 +1,6 @@
 // Fused elementwise parts of one LSTM step (the h @ W_hh^T GEMM runs in cuBLAS before them).
 //
-// Gates are stored i, f, o, g per row (the kernels' internal order, see kernels/lstm.py).
+// Gates are stored i, f, o, g per row (the kernels' internal order, see kernels/lstm/layout.py).
 // sigmoid(x) = 0.5 * tanh(0.5 * x) + 0.5 never overflows. One thread per (row n, unit j).
 // active: one byte per row, read only when masked != 0 (else every row is active); inactive
 // rows keep their state.

@@ -6,6 +6,7 @@ import weakref
 from collections import OrderedDict, namedtuple
 
 from seqlib.core.autograd.grad_mode import no_grad
+from seqlib.core.ops.convert import to_arguments
 from seqlib.core.tensor import Tensor
 from seqlib.nn.parameter import Parameter
 
@@ -360,17 +361,7 @@ class Module:
 
         Accepts ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` and ``to(tensor)``.
         """
-        from seqlib.core.backend import Device
-        from seqlib.core.dtypes import as_dtype
-
-        for arg in args:
-            if isinstance(arg, Tensor):
-                device, dtype = arg.device, arg.dtype
-            elif isinstance(arg, (str, Device)):
-                device = arg
-            else:
-                dtype = arg
-        dtype = as_dtype(dtype, "to") if dtype is not None else None
+        device, dtype = to_arguments(args, device, dtype)
 
         def move(t: Tensor) -> Tensor:
             cast = dtype if dtype is not None and t.is_floating_point() else None

@@ -1,8 +1,8 @@
 """LSTM and LSTMCell with PyTorch's arguments, shapes, parameter names and initialisation.
 
-Each layer and direction runs as one autograd Function over the whole sequence: the input
-projection of every step is one GEMM, and the recurrence and its backward pass run inside
-``kernels.lstm_forward`` / ``kernels.lstm_backward``.
+Each layer and direction runs as one autograd Function over the whole sequence, which hands
+the weights in PyTorch's layout to ``kernels.lstm_layer`` / ``kernels.lstm_layer_backward``:
+the input projection of every step as one GEMM, the recurrence and its backward pass.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy
-
 from seqlib import kernels
 from seqlib.core.autograd.function import Function
-from seqlib.core.creation import empty, zeros
+from seqlib.core.creation import as_tensor, empty, zeros
 from seqlib.core.functional import dropout
 from seqlib.core.ops.shape import cat, stack
 from seqlib.core.tensor import Tensor
@@ -24,80 +22,34 @@ from seqlib.nn.parameter import Parameter
 
 
 class LSTMLayer(Function):
-    """One layer, one direction: ``(x, W_ih, W_hh, b_ih, b_hh, h0, c0) -> (y, h_n, c_n)``."""
+    """One layer, one direction: ``(x, W_ih, W_hh, b_ih, b_hh, h0, c0) -> (y, h_n, c_n)``, all
+    in PyTorch's layout; ``kernels.lstm_layer`` does the rest."""
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse):
-        L, N, features = x.shape
-        xp = kernels.lstm.get_array_module(x)
-        # NOTE: the kernel keeps gates as i, f, o, g and wants its gate scale applied; folding
-        # both into the small weights spares passes over the (L, N, 4H) projections, and a
-        # column of ones puts the bias inside the GEMM too (one pass fewer again)
-        w_ih = _swap_gates(w_ih)
-        scale = kernels.lstm.gate_scale(xp, w_ih.shape[0], x.dtype)[:, None]
-        inputs = x.reshape(L * N, features)
-        if b_ih is not None:
-            inputs = xp.concatenate([inputs, xp.ones((L * N, 1), x.dtype)], axis=1)
-            weight = xp.concatenate([w_ih, _swap_gates(b_ih + b_hh)[:, None]], axis=1)
-        else:
-            weight = w_ih
-        x_proj = inputs @ (weight * scale).T  # (L*N, 4H): one GEMM for every step
-        output, h_n, c_n, cache = kernels.lstm_forward(
-            x_proj.reshape(L, N, -1), _swap_gates(w_hh), h0, c0, lengths, reverse,
-            gate_order="ifog", scratch=True)
+        result = kernels.lstm_layer(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse)
         ctx.save_for_backward(x)  # checked for in-place changes even where unused
-        ctx.inputs = inputs if b_ih is not None else None  # x with the column of ones
-        ctx.w_ih = w_ih
-        ctx.cache = cache
-        return output, h_n, c_n
+        ctx.kernel_saved = result.saved
+        return result.output, result.h_n, result.c_n
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_c_n):
-        (x,) = ctx.saved_tensors
-        grad_x_proj, grad_w_hh, grad_h0, grad_c0 = kernels.lstm_backward(
-            grad_output, grad_h_n, grad_c_n, ctx.cache)
-        L, N, features = x.shape
-        inputs = x.reshape(L * N, features) if ctx.inputs is None else ctx.inputs
-        flat = grad_x_proj.reshape(L * N, -1)  # (L*N, 4H), gates i, f, o, g
+        (x,) = ctx.saved_tensors  # raises if x was modified in place since the forward pass
         need = ctx.needs_input_grad
-        grad_x = (flat @ ctx.w_ih).reshape(x.shape) if need[0] else None
-        grad_w_ih = grad_bias = None
-        if need[1] or need[3] or need[4]:  # the bias gradient is the ones column's
-            grad_weight = _swap_gates(flat.T @ inputs)
-            grad_w_ih = grad_weight[:, :features].copy() if need[1] else None
-            if grad_weight.shape[1] > features:
-                grad_bias = grad_weight[:, features].copy()
-        return (grad_x, grad_w_ih, _swap_gates(grad_w_hh), grad_bias, grad_bias, grad_h0, grad_c0,
-                None, None)
+        grads = kernels.lstm_layer_backward(grad_output, grad_h_n, grad_c_n, ctx.kernel_saved,
+                                            input_grad=need[0],
+                                            weight_grad=need[1] or need[3] or need[4])
+        return (*grads, None, None)
 
 
-def _swap_gates(array):
-    """Swap the g and o gate blocks along the first axis: PyTorch's (i, f, g, o) becomes the
-    kernel's (i, f, o, g), and back (the swap is its own inverse)."""
-    H = array.shape[0] // 4
-    xp = kernels.lstm.get_array_module(array)
-    return xp.concatenate([array[: 2 * H], array[3 * H :], array[2 * H : 3 * H]])
-
-
-def _lengths_array(lengths, batch: int, steps: int):
-    """``lengths`` (a LengthMask, tensor, array or list) as an int64 NumPy array."""
+def _lengths_array(lengths, device):
+    """``lengths`` (a LengthMask, tensor, array or list) as an array on ``device``: a tensor
+    already there stays there (the kernel checks the values where they are)."""
     if lengths is None:
         return None
     if hasattr(lengths, "lengths") and not isinstance(lengths, Tensor):  # a LengthMask
         lengths = lengths.lengths
-    array = lengths._array if isinstance(lengths, Tensor) else lengths
-    array = numpy.asarray(array.get() if hasattr(array, "get") else array)
-    if array.shape != (batch,) or array.dtype.kind not in "iu":
-        raise ValueError(
-            f"LSTM: lengths must hold one integer per sequence, shape ({batch},), got shape "
-            f"{array.shape} and dtype {array.dtype}"
-        )
-    if batch and (array.min() < 0 or array.max() > steps):
-        raise ValueError(
-            f"LSTM: lengths must be between 0 and the sequence length {steps}, got "
-            f"{array.min()}..{array.max()}"
-        )
-    return array.astype(numpy.int64)
+    return as_tensor(lengths, device=device)._array
 
 
 class LSTM(Module):
@@ -191,7 +143,7 @@ class LSTM(Module):
                              "expected a sequence length of at least 1 (as PyTorch)")
         directions = 2 if self.bidirectional else 1
         h0, c0 = self._initial_state(hx, batch, directions, unbatched, x)
-        lengths = _lengths_array(lengths, batch, steps)
+        lengths = _lengths_array(lengths, x.device)
         finals_h, finals_c = [], []
         for layer in range(self.num_layers):
             outputs = []
