@@ -72,6 +72,17 @@ def test_embedding_gradient_scatters_and_skips_padding(padding_idx):
     numpy.testing.assert_array_equal(w.grad.numpy(), numpy.repeat(counts[:, None], 3, 1))
 
 
+@pytest.mark.parametrize("rows, dim, index_shape", [(1, 0, (2, 2)), (3, 0, (0,)), (2, 3, (0, 2))])
+def test_embedding_with_empty_rows_or_index(rows, dim, index_shape):
+    # the backward's reshape(-1, 0) could not infer the count (found by tests/test_fuzz.py)
+    (weight,) = leaves(values((rows, dim)))
+    index = sl.zeros(index_shape, dtype=sl.int64)
+    out = F.embedding(index, weight)
+    assert out.shape == index_shape + (dim,)
+    out.sum().backward()
+    assert weight.grad.shape == (rows, dim) and not weight.grad.numpy().any()
+
+
 def test_embedding_errors():
     with pytest.raises(IndexError, match="index 5 is out of range.*5 rows"):
         F.embedding(sl.tensor([5]), sl.ones(5, 2))

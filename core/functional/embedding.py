@@ -20,7 +20,8 @@ class Embedding(Function):
         (indices,) = ctx.saved_tensors
         shape, padding_idx = ctx.args
         grad = get_array_module(g).zeros(shape, g.dtype)
-        scatter_add(grad, indices.reshape(-1), g.reshape(-1, shape[1]))
+        # (indices.size, dim), not (-1, dim): NumPy cannot infer -1 next to a 0
+        scatter_add(grad, indices.reshape(-1), g.reshape(indices.size, shape[1]))
         if padding_idx is not None:
             grad[padding_idx] = 0
         return grad, None, None
