@@ -43,6 +43,10 @@ class Op:
     inplace: bool = False  # writes operand 0 (the target), returns nothing new
     draw_params: Callable | None = None  # (gen, tensor) -> params, for ops of one tensor
     raises: bool = False  # PyTorch refuses this call: the library must raise, change nothing
+    cuts: Callable | None = None  # (*arrays, **params) -> True where autograd's gradient
+    # differs from the function's derivative by design (detach, embedding's padding_idx)
+    unspecified: Callable | None = None  # (*arrays, **params) -> True where PyTorch leaves
+    # the result unspecified (topk's order among ties): seqlib's documented choice is checked
 
 
 # ---- dtypes: PyTorch's promotion (c10 ScalarType promote_types + result_type) -------------
@@ -776,6 +780,74 @@ REDUCE = [
 ]
 
 
+# ---- sorting ---------------------------------------------------------------------------------
+def _stable_order(x, axis, descending):
+    """Indices that sort ``x`` along ``axis``, ties in their original order (PyTorch's
+    stable sort; seqlib's topk takes the lower index first too)."""
+    return numpy.argsort(-x if descending else x, axis=axis, kind="stable")
+
+
+def _ties(x, dim) -> float:
+    """The smallest gap between two values of one group along ``dim``: at 0 the order of the
+    indices is decided by position, and the values' gradient is not smooth."""
+    if x.ndim == 0 or x.size == 0 or x.shape[dim] < 2:
+        return INF
+    ordered = numpy.sort(x, axis=dim)
+    return float(numpy.diff(ordered, axis=dim).min())
+
+
+def _sort_draw(with_k):
+    def draw(gen):
+        x = gen.pick(lambda v: v.code in ("f", "i"))
+        if x is None:
+            return None
+        dim = gen.dims(x.ndim, "one")
+        params = {"dim": dim, "style": styles(gen)}
+        if with_k:
+            size = x.shape[dim] if x.ndim else 1
+            params.update(k=gen.d.integer(0, size), largest=gen.d.boolean())
+        else:
+            params.update(descending=gen.d.boolean(), stable=True)
+        return (x,), params
+    return draw
+
+
+def _sort(x, dim, style, descending=False, stable=True, k=None, largest=True):
+    if x.ndim == 0:
+        values, order = x.copy(), numpy.zeros((), numpy.int64)
+    else:
+        order = _stable_order(x, dim % x.ndim, descending if k is None else largest)
+        values = numpy.take_along_axis(x, order, dim % x.ndim)
+    if k is not None and x.ndim:
+        keep = (slice(None),) * (dim % x.ndim) + (slice(0, k),)
+        values, order = values[keep], order[keep]
+    return values, order.astype(numpy.int64)
+
+
+def _sort_call(name):
+    def call(L, x, style, **params):
+        if name == "topk":
+            params["sorted"] = True
+        if name == "argsort":
+            return method_or_function(name)(L, x, style=style, **params)
+        return tuple(method_or_function(name)(L, x, style=style, **params))
+    return call
+
+
+def _order_kink(x, dim, style, **params):
+    return _ties(x, dim % x.ndim if x.ndim else 0)
+
+
+SORTING = [
+    Op("sort", "reduce", _sort_draw(False), _sort, _sort_call("sort"),
+       lambda x, **p: (x.code, "i"), kink=_order_kink, jump=_order_kink),
+    Op("argsort", "reduce", _sort_draw(False), lambda x, **p: _sort(x, **p)[1],
+       _sort_call("argsort"), int64, saves="", jump=_order_kink, differentiable=False),
+    Op("topk", "reduce", _sort_draw(True), _sort, _sort_call("topk"),
+       lambda x, **p: (x.code, "i"), kink=_order_kink, jump=_order_kink,
+       unspecified=lambda x, dim, style, k, largest: 0 < k and _order_kink(x, dim, style) == 0),
+]
+
 # ---- shape ops and views ---------------------------------------------------------------------
 def _shape_op(name, draw_params, reference, *, effect="view", call=None, pool=lambda v: True,
               dtype=same, family="shape", saves=""):
@@ -1313,6 +1385,96 @@ def _index_add_call(L, x, source, dim, index, style, **alpha):
                                            style=style, **alpha)
 
 
+def _pad_draw(gen, x):
+    mode = gen.d.choice(("constant", "constant", "reflect", "replicate", "circular"))
+    if mode == "constant":
+        count = gen.d.integer(1, min(x.ndim, 3)) if x.ndim else 0
+    else:  # these need 1-3 padded dims after one or two leading dims, nothing empty
+        if x.ndim < 2 or x.size == 0:
+            return None
+        count = gen.d.integer(max(1, x.ndim - 2), min(3, x.ndim - 1))
+    widths = []
+    for size in reversed(x.shape[x.ndim - count:]):  # PyTorch's order: last dim first
+        high = {"constant": 2, "reflect": size - 1, "replicate": 2, "circular": size}[mode]
+        low = -size if mode == "constant" else 0
+        before = gen.d.integer(low, high)
+        after = gen.d.integer(max(low, -size - before) if before < 0 else low, high)
+        widths += [before, after]
+    params = {"pad": tuple(widths), "mode": mode}
+    if mode == "constant" and gen.d.boolean(0.5):
+        params["value"] = gen.d.choice((0.5, -1.0))
+    return params if widths else None
+
+
+def _pad(x, pad, mode, value=None):
+    pairs = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        pairs[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if mode != "constant":
+        return numpy.pad(x, pairs, mode={"reflect": "reflect", "replicate": "edge",
+                                         "circular": "wrap"}[mode])
+    crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pairs, x.shape))
+    return numpy.pad(x[crop], [(max(a, 0), max(b, 0)) for a, b in pairs],
+                     constant_values=0.0 if value is None else value)
+
+
+def _embedding_draw(gen):
+    weight = gen.pick(lambda v: is_float(v) and v.ndim == 2 and v.shape[0] > 0)
+    if weight is None:
+        weight = gen.leaf((gen.d.integer(1, 4), gen.d.integer(0, 3)), "f")
+    rows = weight.shape[0]
+    index = _index_values(gen, rows, gen.d.choice(((gen.d.integer(0, 3),), (2, 2), ())),
+                          negative=False)
+    params = {"index": index}
+    if gen.d.boolean(0.3):
+        params["padding_idx"] = gen.d.integer(-rows, rows - 1)
+    return (weight,), params
+
+
+def _padding_row_used(weight, index, padding_idx=None) -> bool:
+    return padding_idx is not None and bool(
+        (constant(index) == padding_idx % weight.shape[0]).any())
+
+
+def _one_hot_draw(gen):
+    x = gen.pick(lambda v: v.code == "i" and (v.size == 0 or v.array.min() >= 0))
+    if x is None:
+        x = gen.leaf(gen.shape(), "i", values=None)
+        if x.size and x.array.min() < 0:
+            return None
+    top = int(x.array.max()) + 1 if x.size else 0
+    classes = gen.d.choice((-1, top, top + 2)) if x.size else gen.d.integer(1, 3)
+    return (x,), {"num_classes": classes}
+
+
+def _one_hot(x, num_classes):
+    classes = int(x.max()) + 1 if num_classes == -1 else num_classes
+    return (x[..., None] == numpy.arange(classes)).astype(numpy.int64)
+
+
+def _repeat_interleave_draw(gen, x):
+    if gen.d.boolean(0.3) or x.ndim == 0:
+        return {"repeats": gen.d.integer(0, 3), "dim": None, "style": styles(gen)}
+    dim = gen.dims(x.ndim, "one")
+    if gen.d.boolean(0.5):
+        return {"repeats": gen.d.integer(0, 3), "dim": dim, "style": styles(gen)}
+    size = x.shape[dim]
+    return {"repeats": ("i", (size,), [gen.d.integer(0, 2) for _ in range(size)]), "dim": dim,
+            "style": styles(gen)}
+
+
+def _repeat_interleave(x, repeats, dim, style):
+    repeats = constant(repeats) if isinstance(repeats, tuple) else repeats
+    if dim is None:
+        return numpy.repeat(x.reshape(-1), repeats)
+    return numpy.repeat(x, repeats, axis=dim % x.ndim)
+
+
+def _repeat_interleave_call(L, x, repeats, dim, style):
+    repeats = L.constant(repeats) if isinstance(repeats, tuple) else repeats
+    return method_or_function("repeat_interleave")(L, x, repeats, dim=dim, style=style)
+
+
 INDEX = [
     _shape_op("getitem", _basic_index_draw, _getitem, call=_index_call, family="index"),
     _shape_op("index", _advanced_index_draw, lambda x, index: x[numpy_index(index)].copy(),
@@ -1325,6 +1487,18 @@ INDEX = [
        lambda x, source, **p: x.code, saves=""),
     Op("index_add", "index", _index_add_draw, _index_add, _index_add_call,
        lambda x, source, **p: x.code, saves=""),
+    _shape_op("pad", _pad_draw, _pad, effect="new", family="index",
+              call=lambda L, x, **p: L.F.pad(x, **p), pool=lambda v: v.code == "f"),
+    Op("embedding", "index", _embedding_draw,
+       lambda weight, index, padding_idx=None: weight[constant(index)],
+       lambda L, weight, index, **p: L.F.embedding(L.constant(index), weight, **p), same,
+       saves="", cuts=_padding_row_used),
+    Op("one_hot", "index", _one_hot_draw, _one_hot,
+       lambda L, x, num_classes: L.F.one_hot(x, num_classes), int64, saves="",
+       differentiable=False),
+    _shape_op("repeat_interleave", _repeat_interleave_draw, _repeat_interleave, effect="new",
+              call=_repeat_interleave_call, family="index",
+              pool=lambda v: v.code in ("f", "i")),
 ]
 
 
@@ -1880,8 +2054,8 @@ REFUSED = [
     _refused("cat_mismatched", _refused_cat, lambda L, x, y: L.lib.cat([x, y], dim=0)),
 ]
 
-OPS = {op.name: op for op in UNARY + BINARY + REDUCE + SHAPE + INDEX + MATMUL + LOSS + INPLACE
-       + REFUSED}
+OPS = {op.name: op for op in UNARY + BINARY + REDUCE + SORTING + SHAPE + INDEX + MATMUL + LOSS
+       + INPLACE + REFUSED}
 # How often each family is drawn, relative to one another.
 WEIGHTS = {"pointwise": 3, "binary": 4, "reduce": 3, "softmax": 1, "shape": 4, "index": 2,
            "matmul": 1, "loss": 1, "inplace": 4, "refused": 1}

@@ -212,7 +212,8 @@ class Reference:
         self.smooth = self.steady = INF
         self.finite = True
         self.scale = 1.0
-        self.detached = False  # finite differences see through detach, autograd does not
+        self.cut = False  # autograd's gradient is not the derivative by design (detach)
+        self.unspecified = False  # PyTorch leaves a result unspecified (topk among ties)
 
     def run(self, program: Program) -> Reference:
         for line in program.lines:
@@ -262,6 +263,10 @@ class Reference:
 
     def _commit(self, op, line, operands, results, codes) -> None:
         arrays = [o.array if isinstance(o, Var) else o for o in operands]
+        if op.cuts is not None:
+            self.cut |= op.cuts(*arrays, **line.params)
+        if op.unspecified is not None:
+            self.unspecified |= op.unspecified(*arrays, **line.params)
         for measure, kind in ((op.kink, "smooth"), (op.jump, "jump")):
             if measure is not None:
                 with numpy.errstate(all="ignore"):
@@ -307,7 +312,7 @@ class Reference:
                 var.multi_view = op.effect == "views" or first.multi_view
                 if op.effect == "views" or op.name == "detach":
                     first.storage.frozen = True  # torch refuses later writes to such storage
-                self.detached |= op.name == "detach"
+                self.cut |= op.name == "detach"
             else:
                 var.array = numpy.array(result, dtype=canonical(code))
                 if op.effect == "copy?":  # a view or a copy: PyTorch leaves it undecided

@@ -51,7 +51,7 @@ def check(program: Program) -> None:
     gradients."""
     reference = Reference().run(program)
     expected = reference.outputs()
-    smooth = reference.finite and reference.smooth >= MARGIN and not reference.detached
+    smooth = reference.finite and reference.smooth >= MARGIN and not reference.cut
     steady = reference.finite and reference.steady >= MARGIN
     env64 = execute(program, F64)
     _compare(env64, expected, "float64", tight=True, scale=reference.scale, steady=True)
