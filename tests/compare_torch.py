@@ -26,7 +26,6 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_programs import (  # noqa: E402 - the fuzzer's modules live next to this script
-    FLOATS,
     Leaf,
     Lib,
     Program,
@@ -102,7 +101,10 @@ def compare(program: Program, float_dtype: str) -> list:
     L = libraries(float_dtype)
     reference = Reference().run(program)
     expected = reference.outputs()
+    # values are compared unless float32 rounding may decide a discontinuity, or PyTorch leaves
+    # a result unspecified (topk among ties: the reference checks seqlib's choice)
     steady = float_dtype == "float64" or (reference.finite and reference.steady >= MARGIN)
+    steady = steady and not reference.unspecified
     made = producers(program)
     found = []
     runs = {name: run(program, lib) for name, lib in L.items()}
@@ -115,7 +117,7 @@ def compare(program: Program, float_dtype: str) -> list:
                                       f"only {who} raises at `{line}`: "
                                       f"{type(error).__name__}: {str(error)[:300]}"))
         return found
-    for name, (array, code) in expected.items():
+    for name, (array, _) in expected.items():
         s, t = env_s[name], env_t[name]
         if str(s.dtype) != str(t.dtype).replace("torch.", ""):
             found.append(Disagreement("dtype", float_dtype, made[name],
@@ -125,7 +127,7 @@ def compare(program: Program, float_dtype: str) -> list:
                                       f"{name}: seqlib {tuple(s.shape)}, torch "
                                       f"{tuple(t.shape)}"))
             continue
-        if not steady and not (code not in FLOATS and float_dtype == "float64"):
+        if not steady:
             continue
         try:
             got_s, got_t = as_numpy(s), as_numpy(t)
