@@ -9,9 +9,10 @@ documented semantics the generator needs: the result's dtype, whether the result
 its first operand, what torch's backward keeps (no in-place write may touch it afterwards),
 and where the op is non-smooth (kinks) or discontinuous (jumps).
 
-Dtypes are codes: ``"b"`` bool, ``"i"`` int64, ``"f32"`` the default float dtype (float32:
-what an int tensor divided by an int tensor gives) and ``"f"`` the float dtype of the run
-(float64 or float32).
+Dtypes are codes: ``"b"`` bool, ``"i"`` int64, ``"f"`` the float dtype of the run (float64
+or float32), ``"f32"`` float32 in either run (the default float dtype: what an int tensor
+divided by an int tensor gives) and ``"f64"`` float64 in either run (so a float32 run mixes
+float dtypes). Ordered b < i < f32 <= f <= f64, promotion takes the larger in both runs.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ class Op:
 
 
 # ---- dtypes: PyTorch's promotion (c10 ScalarType promote_types + result_type) -------------
-ORDER = ("b", "i", "f32", "f")
-FLOATS = ("f32", "f")
+ORDER = ("b", "i", "f32", "f", "f64")
+FLOATS = ("f32", "f", "f64")
+
+
+def dtype_name(code: str, float_dtype: str) -> str:
+    """The dtype a code stands for in a run whose float dtype is ``float_dtype``."""
+    return {"b": "bool", "i": "int64", "f32": "float32", "f": float_dtype, "f64": "float64"}[code]
 
 
 def code_of(operand) -> str:
@@ -365,7 +371,7 @@ def _arith_call(name, symbol):
 def _binary(name, reference, symbol, *, left=None, left_fallback=None, right=None, fallback=None,
             dtype=promoted, kink=None, jump=None, saves="in", scalars=(0.5, -1.5, 2, 3.0),
             params=None, styles_=("op", "fn", "method"), call=None, differentiable=True,
-            codes=("f", "i")):
+            codes=("f", "i", "f64")):
     """``a <op> b`` with broadcasting; an operand may be a Python scalar (then only the
     operator form: ``torch.add(2, x)`` is not an overload). ``codes``: the dtypes it takes
     (a fresh partner of another dtype than the first operand's tests promotion)."""
@@ -486,15 +492,16 @@ def _logical(name, reference, symbol):
 
 
 def _comparison(name, reference, symbol):
-    return _binary(name, reference, symbol, codes=("f", "i", "b"), dtype=boolean, jump=_apart,
+    return _binary(name, reference, symbol, codes=("f", "i", "b", "f64"), dtype=boolean,
+                   jump=_apart,
                    saves="", differentiable=False)
 
 
 DIVISOR = apart_from_zero(0.25)
 BINARY = [
-    _binary("add", numpy.add, lambda a, b: a + b, saves="", codes=("f", "i", "b")),
+    _binary("add", numpy.add, lambda a, b: a + b, saves="", codes=("f", "i", "b", "f64")),
     _binary("sub", numpy.subtract, lambda a, b: a - b, dtype=_not_bool_minus, saves=""),
-    _binary("mul", numpy.multiply, lambda a, b: a * b, codes=("f", "i", "b")),
+    _binary("mul", numpy.multiply, lambda a, b: a * b, codes=("f", "i", "b", "f64")),
     _binary("div", _divide, lambda a, b: a / b, right=DIVISOR, fallback=("apart", 0.25),
             dtype=_division_dtype, scalars=(0.5, -2, 4.0), jump=_quotient_jump,
             params=lambda gen: {"rounding_mode": None} if gen.d.boolean(0.75)
@@ -1145,6 +1152,41 @@ def _cat_dtype(*tensors, dim):
     return code
 
 
+CONVERSIONS = {"float32": ("f32", "float"), "float64": ("f64", "double"), "int64": ("i", "long"),
+               "bool": ("b", "bool")}  # dtype -> (its code, Tensor's shortcut method)
+
+
+def _to_draw(gen, x):
+    return {"dtype": gen.d.choice(list(CONVERSIONS)), "style": gen.d.choice(("to", "short"))}
+
+
+def _to(x, dtype, style):
+    if dtype == "bool":
+        return x != 0
+    if dtype == "int64":
+        return numpy.trunc(x).astype(numpy.int64)  # toward zero, as a C cast
+    return x.astype(numpy.float64)
+
+
+def _to_draw_operand(gen):
+    x = gen.pick(lambda v: v.code in ("f", "i", "b", "f64"))
+    return None if x is None else ((x,), _to_draw(gen, x))
+
+
+def _to_call(L, x, dtype, style):
+    if style == "to":
+        return x.to(getattr(L.lib, dtype))
+    return getattr(x, CONVERSIONS[dtype][1])()
+
+
+def _to_jump(x, dtype, style):
+    if x.dtype.kind != "f":
+        return INF
+    if dtype == "int64":
+        return to_integer(numpy.where(numpy.abs(x) < 0.5, 0.5, x))  # (-1, 1) truncates to 0
+    return distance(x, (0.0,)) if dtype == "bool" else INF
+
+
 SHAPE = [
     _shape_op("view", _view_draw, _view_reference, call=_reshape_call("view")),
     _shape_op("reshape", lambda gen, x: _view_draw(gen, x, functional=True),
@@ -1168,6 +1210,9 @@ SHAPE = [
     _shape_op("squeeze", _squeeze_draw, _squeeze),
     _shape_op("expand", _expand_draw, _expand, call=_expand_call),
     _shape_op("detach", lambda gen, x: {}, lambda x: x[...], call=lambda L, x: x.detach()),
+    Op("to", "shape", lambda gen: _to_draw_operand(gen), _to, _to_call,
+       lambda x, dtype, style: CONVERSIONS[dtype][0], effect="copy?", saves="",
+       jump=_to_jump),  # the same dtype returns self (PyTorch's docs): a view, or a copy
     _shape_op("clone", lambda gen, x: {}, lambda x: x.copy(), effect="new",
               call=lambda L, x: x.clone()),
     _shape_op("contiguous", lambda gen, x: {}, lambda x: x.copy(), effect="copy?",
@@ -1487,7 +1532,7 @@ INDEX = [
        lambda x, source, **p: x.code, saves=""),
     Op("index_add", "index", _index_add_draw, _index_add, _index_add_call,
        lambda x, source, **p: x.code, saves=""),
-    _shape_op("pad", _pad_draw, _pad, effect="new", family="index",
+    _shape_op("pad", _pad_draw, _pad, effect="new", family="index", saves="in",
               call=lambda L, x, **p: L.F.pad(x, **p), pool=lambda v: v.code == "f"),
     Op("embedding", "index", _embedding_draw,
        lambda weight, index, padding_idx=None: weight[constant(index)],
@@ -1818,7 +1863,7 @@ def _arith_(name, reference, symbol, *, divisor=False):
         elif divisor:
             other = gen.fitting(x.shape, DIVISOR, fallback=("apart", 0.25))
         else:
-            other = gen.fitting(x.shape, lambda v: v.code in ("f", "i"))
+            other = gen.fitting(x.shape, lambda v: v.code in ("f", "i", "f64"))
         params = {"style": gen.d.choice(("op", "method"))}
         if name in ("add_", "sub_") and params["style"] == "method" and gen.d.boolean(0.3):
             params["alpha"] = gen.d.choice((2, -0.5))

@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy
-from fuzz_ops import FLOATS, OPS, WEIGHTS, constant
+from fuzz_ops import FLOATS, OPS, WEIGHTS, constant, dtype_name
 
 INF = math.inf
 LIMIT = 1e5  # larger intermediate values only measure rounding, not semantics
@@ -448,8 +448,8 @@ class Generator:
     # -- the program ---------------------------------------------------------------------------
     def run(self, max_steps: int, require: str | None = None) -> Program:
         first = self.leaf(self.shape(), "f")
-        if self.d.boolean(0.3):  # an int or bool input: promotion, indexing by values
-            self.leaf(self._variant(first.shape, grow=True), self.d.choice(("i", "b")))
+        if self.d.boolean(0.3):  # another dtype: promotion, indexing by values
+            self.leaf(self._variant(first.shape, grow=True), self.d.choice(("i", "b", "f64")))
         if require is not None:  # that op first (a few tries: some need a suitable pool)
             for _ in range(20):
                 if self._try(OPS[require]):
@@ -549,8 +549,7 @@ class Lib:
         self.float_dtype = float_dtype
 
     def dtype(self, code: str):
-        name = {"b": "bool", "i": "int64", "f32": "float32", "f": self.float_dtype}[code]
-        return getattr(self.lib, name)
+        return getattr(self.lib, dtype_name(code, self.float_dtype))
 
     def tensor(self, values, code: str, requires_grad: bool = False):
         return self.lib.tensor(values, dtype=self.dtype(code), requires_grad=requires_grad)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy
 import pytest
-from fuzz_ops import OPS
+from fuzz_ops import OPS, dtype_name
 from fuzz_programs import (
     FLOATS,
     HypothesisDrawer,
@@ -63,7 +63,7 @@ def check(program: Program) -> None:
     _compare(env32, expected, "float32", tight=False, scale=reference.scale, steady=steady)
     grads32 = gradients(program, F32, weights, env32)
     for name, grad in grads32.items():
-        assert env32[name].grad is None or env32[name].grad.dtype == sl.float32, name
+        assert env32[name].grad is None or env32[name].grad.dtype == env32[name].dtype, name
         if smooth and steady:
             bound = 1e-3 * (1 + numpy.abs(grads64[name]).max(initial=0))
             numpy.testing.assert_allclose(grad, grads64[name], rtol=1e-2, atol=bound,
@@ -73,7 +73,7 @@ def check(program: Program) -> None:
 def _compare(env, expected, float_dtype, tight, scale, steady) -> None:
     for name, (array, code) in expected.items():
         tensor = env[name]
-        want = {"b": "bool", "i": "int64", "f32": "float32", "f": float_dtype}[code]
+        want = dtype_name(code, float_dtype)
         assert str(tensor.dtype) == want, f"{name}: dtype {tensor.dtype}, expected {want}"
         assert tensor.shape == array.shape, f"{name}: shape {tensor.shape} vs {array.shape}"
         exact = tight and code != "f32"
