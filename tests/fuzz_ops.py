@@ -1707,12 +1707,12 @@ def _log_softmax_rows(x):
 
 
 def _cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean",
-                   label_smoothing=0.0, from_logits=True, weighted=False):
+                   label_smoothing=0.0, from_logits=True):
     """PyTorch's cross_entropy/nll_loss: class indices (mean divides by the picked weights)
     or class probabilities (mean divides by the number of rows)."""
     rows = x[None, :] if x.ndim == 1 else numpy.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
     classes = rows.shape[1]
-    weighted, weight = weight is not None, numpy.ones(classes) if weight is None else weight
+    weight = numpy.ones(classes) if weight is None else weight
     logp = _log_softmax_rows(rows) if from_logits and rows.size else rows
     if target.dtype.kind == "f":
         q = target[None, :] if x.ndim == 1 else numpy.moveaxis(target, 1, -1).reshape(-1, classes)
@@ -1724,22 +1724,12 @@ def _cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean",
         valid = flat != ignore_index
         safe = numpy.where(valid, flat, 0)
         picked = weight[safe] * valid
-        losses = -logp[numpy.arange(len(flat)), safe] * picked
+        nll = -logp[numpy.arange(len(flat)), safe] * picked
         smooth = -(logp * weight).sum(axis=1) * valid
-        # NOTE: PyTorch's mean divides the smoothing term by the picked weights only when a
-        # weight is given, else by the number of targets, ignored ones included.
-        denominator = picked.sum()
-        smooth_denominator = denominator if weighted else len(flat)
+        losses = (1 - label_smoothing) * nll + label_smoothing / classes * smooth
+        denominator = picked.sum()  # the mean divides both terms by the picked weights
     target_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
-    if target.dtype.kind == "f":
-        return _reduce_sum_or_mean(losses, denominator, reduction, target_shape)
-    with quiet():
-        mixed = [(1 - label_smoothing, losses, denominator),
-                 (label_smoothing / classes, smooth, smooth_denominator)]
-        if not label_smoothing:
-            mixed = mixed[:1]
-        return sum(scale * _reduce_sum_or_mean(part, d, reduction, target_shape)
-                   for scale, part, d in mixed)
+    return _reduce_sum_or_mean(losses, denominator, reduction, target_shape)
 
 
 def _reduce_sum_or_mean(losses, denominator, reduction, target_shape):
