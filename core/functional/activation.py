@@ -24,7 +24,9 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return g * (out > 0)
+        # NOTE: a select, so an inf arriving at x <= 0 gives 0, not inf * 0 = nan; and
+        # `out <= 0` rather than `out > 0` passes the gradient at NaN, as PyTorch
+        return get_array_module(g).where(out <= 0, g.dtype.type(0), g)
 
 
 class LeakyReLU(Function):

@@ -26,6 +26,16 @@ def unbroadcast(grad, shape: tuple):
     return as_array(reduced, grad)
 
 
+def select(mask, g):
+    """``g`` where ``mask`` holds, else 0: the gradient of an op that passes some elements
+    through and replaces the rest.
+
+    NOTE: a select, not ``g * mask``: an inf or NaN arriving at a replaced element (from
+    ``sqrt`` at 0, say) must give 0 there, as in PyTorch, not ``inf * 0 = nan``.
+    """
+    return get_array_module(g).where(mask, g, g.dtype.type(0))
+
+
 def normalize_dim(dim: int, ndim: int, op: str = "") -> int:
     """A dim in ``[-ndim, ndim)`` as a non-negative int, or a PyTorch-style IndexError."""
     size = max(ndim, 1)

@@ -7,7 +7,7 @@ import numpy
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import unbroadcast
+from ._util import select, unbroadcast
 
 
 def _shape(x):
@@ -126,13 +126,19 @@ class Minimum(Function):
 
 
 def _select_backward(ctx, g, greater: bool):
-    """Gradient of max/min: to the chosen input, split evenly on ties (as PyTorch)."""
+    """Gradient of max/min: to the chosen input, split evenly on ties (as PyTorch).
+
+    Selected, not multiplied by a 0/1 weight, so an inf gradient gives the losing input 0 (not
+    nan); a NaN comparison loses neither way, so both inputs get it, as in PyTorch.
+    """
     a, b = ctx.saved_tensors
-    wins = (a > b) if greater else (a < b)
-    share = g.dtype.type(0.5)
-    weight_a = g.dtype.type(1) * wins + share * (a == b)
-    ga = unbroadcast(g * weight_a, _shape(a)) if ctx.needs_input_grad[0] else None
-    gb = unbroadcast(g * (1 - weight_a), _shape(b)) if ctx.needs_input_grad[1] else None
+    xp = _module(g)
+    share = xp.where(a == b, g * 0.5, g)
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = unbroadcast(select(~((a < b) if greater else (a > b)), share), _shape(a))
+    if ctx.needs_input_grad[1]:
+        gb = unbroadcast(select(~((a > b) if greater else (a < b)), share), _shape(b))
     return ga, gb
 
 
