@@ -120,3 +120,23 @@ def test_selecting_ops_gradcheck(op):
     x[numpy.abs(x - 0.3) < 0.05] = 0.9
     y = rng.uniform(1.2, 2.0, (4,))  # never ties with x
     sl.gradcheck(op, leaves(x, y))
+
+
+# ---- pow with exponent 0 -------------------------------------------------------------------
+@pytest.mark.parametrize("exponent", [0, 0.0, "tensor"])
+def test_power_zero_has_zero_gradient_at_zero(exponent):
+    # d/dx x**0 = 0 everywhere (PyTorch), not 0 * 0**-1 = 0 * inf = nan at x = 0
+    e = sl.zeros(3, dtype=sl.float64) if exponent == "tensor" else exponent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and without a divide-by-zero warning
+        assert_same(grad_of(lambda x: x**e, [0.0, 1.0, -2.0]), [0.0, 0.0, 0.0])
+
+
+def test_power_with_mixed_exponents_and_its_exponent_gradient():
+    x = sl.tensor([0.0, 0.0, 2.0], dtype=sl.float64, requires_grad=True)
+    e = sl.tensor([0.0, 2.0, 3.0], dtype=sl.float64, requires_grad=True)
+    (x**e).sum().backward()
+    assert_same(x.grad.numpy(), [0.0, 0.0, 12.0])  # 0; 2 * 0; 3 * 2**2
+    assert_same(e.grad.numpy(), [0.0, 0.0, 8 * math.log(2.0)])  # x**e log x, 0 at x = 0
+    x, e = leaves([0.5, 1.5, 2.0], [0.0, 2.0, -1.5])
+    sl.gradcheck(lambda x, e: x**e, (x, e))

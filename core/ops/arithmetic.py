@@ -84,8 +84,14 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            # NOTE: b * a**(b-1) rather than out*b/a, which is 0/0 at a == 0
-            ga = unbroadcast(g * b * a ** (b - 1), _shape(a))
+            # NOTE: b * a**(b-1) rather than out*b/a, which is 0/0 at a == 0; and where b == 0
+            # the gradient is 0 (PyTorch), not 0 * 0**-1 = nan at a == 0
+            if isinstance(b, (int, float)):
+                ga = g * b * a ** (b - 1) if b != 0 else _module(g).zeros_like(g)
+            else:
+                with numpy.errstate(divide="ignore", invalid="ignore"):
+                    ga = select(b != 0, g * b * a ** (b - 1))
+            ga = unbroadcast(ga, _shape(a))
         if ctx.needs_input_grad[1]:
             xp = numpy if isinstance(out, (int, float)) else _module(out)
             log_a = xp.log(xp.where(a > 0, a, 1))  # d(a**b)/db = 0 where a == 0 (PyTorch)
