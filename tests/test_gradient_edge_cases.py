@@ -140,3 +140,56 @@ def test_power_with_mixed_exponents_and_its_exponent_gradient():
     assert_same(e.grad.numpy(), [0.0, 0.0, 8 * math.log(2.0)])  # x**e log x, 0 at x = 0
     x, e = leaves([0.5, 1.5, 2.0], [0.0, 2.0, -1.5])
     sl.gradcheck(lambda x, e: x**e, (x, e))
+
+
+# ---- cross-entropy and nll with nothing to count -------------------------------------------
+LOGITS = [[1.0, 2.0, 0.5], [3.0, 4.0, -1.0]]
+
+
+def loss_and_grad(loss_fn, target, **kwargs):
+    x = sl.tensor(LOGITS, dtype=sl.float64, requires_grad=True)
+    loss = loss_fn(x, sl.tensor(target), **kwargs)
+    loss.backward()
+    return loss.item(), x.grad.numpy()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_with_every_target_ignored(smoothing):
+    # the mean over no targets is 0/0 = nan, but nothing depends on the input: gradient 0
+    loss, grad = loss_and_grad(F.cross_entropy, [-100, -100], label_smoothing=smoothing)
+    assert math.isnan(loss)
+    assert_same(grad, numpy.zeros((2, 3)))
+    loss, grad = loss_and_grad(F.cross_entropy, [7, 7], ignore_index=7, reduction="sum")
+    assert loss == 0.0 and not grad.any()
+    loss, grad = loss_and_grad(F.nll_loss, [-100, -100])
+    assert math.isnan(loss)
+    assert_same(grad, numpy.zeros((2, 3)))
+
+
+def test_cross_entropy_with_zero_total_weight_is_nan_where_rows_count():
+    """Rows that count with weight 0 divide 0 by a total weight of 0 (nan in PyTorch too);
+    ignored rows still get 0. Through log_softmax the whole row is nan; nll_loss's gradient
+    is only at the target."""
+    zero = sl.tensor([0.0, 0.0, 1.0], dtype=sl.float64)
+    loss, grad = loss_and_grad(F.cross_entropy, [0, -100], weight=zero)
+    assert math.isnan(loss)
+    assert_same(grad, [[NAN] * 3, [0.0] * 3])
+    loss, grad = loss_and_grad(F.nll_loss, [0, 1], weight=zero)
+    assert_same(grad, [[NAN, 0.0, 0.0], [0.0, NAN, 0.0]])
+
+
+def test_cross_entropy_of_an_empty_batch():
+    for target in (sl.zeros(0, dtype=sl.int64), sl.zeros(0, 3, dtype=sl.float64)):
+        x = sl.zeros(0, 3, dtype=sl.float64, requires_grad=True)
+        loss = F.cross_entropy(x, target)
+        loss.backward()
+        assert math.isnan(loss.item()) and x.grad.shape == (0, 3)
+        assert F.cross_entropy(x, target, reduction="sum").item() == 0.0
+
+
+def test_cross_entropy_with_some_targets_ignored_is_unchanged():
+    x = numpy.array(LOGITS)
+    loss, grad = loss_and_grad(F.cross_entropy, [1, -100])
+    p = numpy.exp(x[0]) / numpy.exp(x[0]).sum()
+    assert loss == pytest.approx(-math.log(p[1]))
+    numpy.testing.assert_allclose(grad, [p - [0, 1, 0], [0, 0, 0]])
