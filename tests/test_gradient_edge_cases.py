@@ -142,6 +142,31 @@ def test_power_with_mixed_exponents_and_its_exponent_gradient():
     sl.gradcheck(lambda x, e: x**e, (x, e))
 
 
+# ---- std of a constant ---------------------------------------------------------------------
+def test_std_of_a_constant_row_has_zero_gradient():
+    x = sl.tensor([[1.0, 1.0], [2.0, 3.0]], dtype=sl.float64, requires_grad=True)
+    x.std(1).sum().backward()
+    # row 2: std = sqrt(0.5); d std/dx_i = (x_i - mean) / ((n - 1) std) = -+0.5 / sqrt(0.5)
+    numpy.testing.assert_allclose(x.grad.numpy(), [[0.0, 0.0], [-0.5**0.5, 0.5**0.5]])
+    assert_same(grad_of(lambda x: x.std(), [1.0, 1.0, 1.0]), [0.0, 0.0, 0.0])
+    assert_same(grad_of(lambda x: x.std(correction=0), [7.0]), [0.0])
+    assert_same(grad_of(lambda x: x.std(), [7.0]), [NAN])  # 0/0: one element, correction 1
+
+
+@pytest.mark.parametrize("dim, correction, keepdim", [
+    (None, 1, False), (1, 1, True), ((0, 2), 0, False), (-1, 2, False),
+])
+def test_std_matches_numpy_and_gradchecks(dim, correction, keepdim):
+    rng = numpy.random.default_rng(2)
+    a = rng.standard_normal((3, 4, 5))
+    (x,) = leaves(a)
+    out = x.std(dim, keepdim=keepdim, correction=correction)
+    axis = tuple(dim) if isinstance(dim, tuple) else dim
+    numpy.testing.assert_allclose(out.detach().numpy(),
+                                  a.std(axis=axis, ddof=correction, keepdims=keepdim))
+    sl.gradcheck(lambda t: t.std(dim, keepdim=keepdim, correction=correction), (x,))
+
+
 # ---- cross-entropy and nll with nothing to count -------------------------------------------
 LOGITS = [[1.0, 2.0, 0.5], [3.0, 4.0, -1.0]]
 

@@ -223,7 +223,8 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     dims = list(range(input.ndim))
     a = normalize_dim(dim0, input.ndim, "transpose")
     b = normalize_dim(dim1, input.ndim, "transpose")
-    dims[a], dims[b] = dims[b], dims[a]
+    if a != b:  # a 0-d tensor takes dim 0 or -1 and has nothing to swap
+        dims[a], dims[b] = dims[b], dims[a]
     return _view_of(Permute.apply(input, tuple(dims)), input)
 
 
@@ -484,7 +485,8 @@ def flip(input: Tensor, *dims) -> Tensor:
     """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
-    return Flip.apply(input, normalize_dims(list(dims), input.ndim, "flip"))
+    dims = normalize_dims(list(dims), input.ndim, "flip")
+    return Flip.apply(input, dims if input.ndim else ())  # 0-d: dim 0 or -1, nothing to flip
 
 
 def roll(input: Tensor, shifts, dims=None) -> Tensor:
