@@ -294,12 +294,15 @@ class MSE(Function):
         if reduction == "none":
             return squares
         total = squares.sum()
-        return total / squares.size if reduction == "mean" else total
+        if reduction == "sum":
+            return total
+        # the mean of no elements is nan, as PyTorch's (and without a 0/0 warning)
+        return total / squares.size if squares.size else total * float("nan")
 
     @staticmethod
     def backward(ctx, g):
         (difference,) = ctx.saved_tensors
-        scale = 2 / difference.size if ctx.reduction == "mean" else 2
+        scale = 2 / difference.size if ctx.reduction == "mean" and difference.size else 2
         grad = difference * (g * scale)
         return (grad if ctx.needs_input_grad[0] else None,
                 -grad if ctx.needs_input_grad[1] else None, None)

@@ -10,6 +10,7 @@ import numpy
 import pytest
 
 import seqlib as sl
+import seqlib.nn.functional as F
 
 INF = math.inf
 
@@ -115,6 +116,34 @@ def test_sums_over_empty_dims():
     assert x.norm(dim=1).tolist() == [0.0, 0.0] and x.norm(p=3, dim=1).tolist() == [0.0, 0.0]
     assert x.norm(p=math.inf, dim=0).shape == (0,)
     assert x.prod(1).tolist() == [1.0, 1.0] and x.sum(1).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("shape_a, shape_b, shape_out", [
+    ((2, 3, 0), (0, 4), (2, 3, 4)),  # the weight-like branch, k = 0
+    ((2, 3, 0), (0,), (2, 3)),
+    ((3, 0), (0, 4), (3, 4)),
+    ((2, 0, 3), (3, 4), (2, 0, 4)),
+    ((2, 3, 4), (4, 0), (2, 3, 0)),  # m = 0
+    ((0,), (2, 0, 4), (2, 4)),
+    ((0, 2, 3), (1, 3, 4), (0, 2, 4)),
+])
+def test_matmul_backward_with_empty_dims(shape_a, shape_b, shape_out):
+    a, b = empty(*shape_a), empty(*shape_b)
+    out = a @ b
+    assert out.shape == shape_out and not out.detach().numpy().any()
+    (out * 2).sum().backward()
+    assert a.grad.shape == shape_a and b.grad.shape == shape_b
+    assert not a.grad.numpy().any() and not b.grad.numpy().any()  # sums over k = 0 terms
+
+
+def test_mse_loss_of_empty_tensors():
+    x = empty(0)
+    loss = F.mse_loss(x, sl.zeros(0, dtype=sl.float64))
+    assert math.isnan(loss.item())  # the mean of nothing
+    loss.backward()
+    assert x.grad.shape == (0,)
+    assert F.mse_loss(x, sl.zeros(0, dtype=sl.float64), reduction="sum").item() == 0.0
+    assert F.mse_loss(x, sl.zeros(0, dtype=sl.float64), reduction="none").shape == (0,)
 
 
 # ---- argmax / argmin results are tensors that print and convert ------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 
 from ..autograd.function import Function
@@ -33,7 +34,8 @@ class MatMul(Function):
         if ctx.needs_input_grad[1]:
             if b2.ndim == 2 and a2.ndim > 2:  # weight-like b: one big GEMM, no batch of them
                 k, m = a2.shape[-1], g2.shape[-1]
-                gb = a2.reshape(-1, k).T @ g2.reshape(-1, m)
+                rows = math.prod(a2.shape[:-1])  # not -1, which is ambiguous when k or m is 0
+                gb = a2.reshape(rows, k).T @ g2.reshape(rows, m)
             else:
                 gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape)
             gb = gb.reshape(b.shape)
