@@ -8,6 +8,7 @@ import warnings
 
 import numpy
 import pytest
+from helpers import leaves
 
 import seqlib as sl
 import seqlib.nn.functional as F
@@ -144,6 +145,37 @@ def test_mse_loss_of_empty_tensors():
     assert x.grad.shape == (0,)
     assert F.mse_loss(x, sl.zeros(0, dtype=sl.float64), reduction="sum").item() == 0.0
     assert F.mse_loss(x, sl.zeros(0, dtype=sl.float64), reduction="none").shape == (0,)
+
+
+# ---- einsum: "..." batch dims that broadcast ------------------------------------------------
+@pytest.mark.parametrize("equation, shape_a, shape_b, reference", [
+    ("...ij,...jk->...ik", (1, 2, 3), (4, 3, 2), numpy.matmul),
+    ("...ij,...jk->...ik", (2, 3), (4, 3, 2), numpy.matmul),
+    ("...ij,...jk->...ik", (4, 1, 2, 3), (1, 5, 3, 2), numpy.matmul),
+    ("...ij,...jk->ik", (1, 2, 3), (4, 3, 2), lambda a, b: (a @ b).sum(0)),
+    ("bij,bjk->bik", (1, 2, 3), (4, 3, 2), numpy.matmul),
+    ("...ij,...j->...i", (3, 1, 2, 4), (5, 4), lambda a, b: (a @ b[..., None])[..., 0]),
+])
+def test_einsum_gradient_sums_over_broadcast_dims(equation, shape_a, shape_b, reference):
+    rng = numpy.random.default_rng(0)
+    a_np, b_np = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    a, b = leaves(a_np, b_np)
+    out = sl.einsum(equation, a, b)
+    numpy.testing.assert_allclose(out.detach().numpy(), reference(a_np, b_np), rtol=1e-12)
+    out.sum().backward()
+    assert a.grad.shape == shape_a and b.grad.shape == shape_b
+    sl.gradcheck(lambda a, b: sl.einsum(equation, a, b), (a, b))
+
+
+def test_einsum_broadcast_gradient_by_hand():
+    a = sl.ones(1, 2, 3, dtype=sl.float64, requires_grad=True)
+    b = sl.arange(24, dtype=sl.float64).reshape(4, 3, 2).requires_grad_()
+    sl.einsum("...ij,...jk->...ik", a, b).sum().backward()
+    # d/da[0, i, j] = sum over the 4 batches and k of b[n, j, k]
+    expected_a = numpy.arange(24.0).reshape(4, 3, 2).sum(axis=(0, 2))
+    numpy.testing.assert_array_equal(a.grad.numpy(), numpy.broadcast_to(expected_a, (1, 2, 3)))
+    # d/db[n, j, k] = sum over i of a[0, i, j] = 2
+    numpy.testing.assert_array_equal(b.grad.numpy(), numpy.full((4, 3, 2), 2.0))
 
 
 # ---- argmax / argmin results are tensors that print and convert ------------------------------

@@ -117,10 +117,14 @@ class Einsum(Function):
             equation = ",".join([output, *others]) + "->" + kept
             grad = xp.einsum(equation, g, *[o for j, o in enumerate(operands) if j != i],
                              optimize=len(inputs) > 1)
-            if kept != target:  # letters summed only inside this operand: broadcast back
-                shape = [operands[i].shape[target.index(c)] if c in kept else 1 for c in target]
-                grad = xp.broadcast_to(grad.reshape(shape), operands[i].shape)
-            grads.append(grad)
+            if kept != target:  # letters summed only inside this operand: size 1 for now
+                grad = grad.reshape([grad.shape[kept.index(c)] if c in kept else 1
+                                     for c in target])
+            # NOTE: a size-1 dim of this operand that broadcast against the others (batch dims
+            # under "...") is summed back to size 1; then the letters summed only inside this
+            # operand broadcast back to their size
+            grad = unbroadcast(grad, operands[i].shape)
+            grads.append(xp.broadcast_to(grad, operands[i].shape))
         return tuple(grads)
 
 
