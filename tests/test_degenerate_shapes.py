@@ -197,3 +197,23 @@ def test_argmax_without_dim_keepdim_keeps_every_dim():
     x = sl.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 7.0]])
     assert x.argmax(keepdim=True).shape == (1, 1) and x.argmax(keepdim=True).item() == 3
     assert x.argmin().item() == 4 and x.argmax(1).tolist() == [1, 0]
+
+
+# ---- pad: negative widths crop, at most the whole dim ---------------------------------------
+@pytest.mark.parametrize("shape, widths", [
+    ((1,), (-1, -1)), ((1,), (-2, 0)), ((1,), (-2, 1)), ((1,), (1, -2)),
+    ((2, 1), (-1, -1)), ((3, 1), (0, 0, -2, -2)),
+])
+def test_pad_cropping_past_the_edge_raises(shape, widths):
+    with pytest.raises(RuntimeError, match="negative padding .* would crop"):
+        F.pad(sl.ones(*shape), widths)
+
+
+def test_pad_cropping_up_to_the_edge():
+    assert F.pad(sl.ones(1), (-1, 0)).shape == (0,)
+    assert F.pad(sl.ones(3), (-2, -1)).shape == (0,)
+    assert F.pad(sl.ones(1), (-1, 2)).tolist() == [0.0, 0.0]  # crop, then pad
+    assert F.pad(sl.arange(4.0), (-1, 1), value=9.0).tolist() == [1.0, 2.0, 3.0, 9.0]
+    x = empty(2, 3)
+    F.pad(x, (-1, -1, 1, 0)).sum().backward()
+    assert x.grad.tolist() == [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
