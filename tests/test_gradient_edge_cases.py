@@ -218,3 +218,16 @@ def test_cross_entropy_with_some_targets_ignored_is_unchanged():
     p = numpy.exp(x[0]) / numpy.exp(x[0]).sum()
     assert loss == pytest.approx(-math.log(p[1]))
     numpy.testing.assert_allclose(grad, [p - [0, 1, 0], [0, 0, 0]])
+
+
+# ---- division at extreme magnitudes (issue 15, item 7) --------------------------------------
+@pytest.mark.parametrize("dtype, a, b", [
+    (sl.float32, 1e-20, 1e-23),  # b * b = 1e-46 underflows float32 to 0
+    (sl.float64, 1e300, 1e160),  # b * b = 1e320 overflows float64 to inf
+])
+def test_division_gradient_at_extreme_magnitudes(dtype, a, b):
+    x = sl.tensor(a, dtype=dtype, requires_grad=True)
+    y = sl.tensor(b, dtype=dtype, requires_grad=True)
+    (x / y).backward()
+    assert x.grad.item() == pytest.approx(1 / b, rel=1e-6)
+    assert y.grad.item() == pytest.approx(-a / b / b, rel=1e-6)  # -1e26, -1e-20
