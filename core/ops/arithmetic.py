@@ -138,8 +138,8 @@ def _select_backward(ctx, g, greater: bool):
     nan); a NaN comparison loses neither way, so both inputs get it, as in PyTorch.
     """
     a, b = ctx.saved_tensors
-    xp = _module(g)
-    share = xp.where(a == b, g * 0.5, g)
+    ties = a == b
+    share = g * (1 - g.dtype.type(0.5) * ties) if ties.any() else g
     ga = gb = None
     if ctx.needs_input_grad[0]:
         ga = unbroadcast(select(~((a < b) if greater else (a > b)), share), _shape(a))
