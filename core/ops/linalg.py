@@ -123,8 +123,9 @@ class Einsum(Function):
             # NOTE: a size-1 dim of this operand that broadcast against the others (batch dims
             # under "...") is summed back to size 1; then the letters summed only inside this
             # operand broadcast back to their size
-            grad = unbroadcast(grad, operands[i].shape)
-            grads.append(xp.broadcast_to(grad, operands[i].shape))
+            shape = operands[i].shape
+            grad = unbroadcast(grad, shape)
+            grads.append(grad if grad.shape == shape else xp.broadcast_to(grad, shape))
         return tuple(grads)
 
 

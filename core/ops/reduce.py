@@ -290,13 +290,14 @@ class Norm(Function):
 def _reduced_dims(dim, input: Tensor, op: str) -> tuple:
     """``dim`` as a sorted tuple of dims to reduce. A 0-d tensor accepts dim 0 or -1, as in
     PyTorch, and has no axis to reduce: the result is the value itself."""
-    dims = normalize_dims(dim, input.ndim, op)
-    return dims if input.ndim else ()
+    ndim = input._array.ndim
+    dims = normalize_dims(dim, ndim, op)
+    return dims if ndim else ()
 
 
 def _check_nonempty(input: Tensor, dims: tuple, op: str) -> None:
     """max/min/argmax/amax of no elements is undefined: PyTorch's errors."""
-    if input.numel():
+    if input._array.size:
         return
     for d in dims:
         if input.shape[d] == 0:
@@ -376,7 +377,7 @@ def _extreme(input, dim, keepdim, largest, op):
 
 def _check_all_nonempty(input: Tensor, op: str, error: type) -> None:
     """A reduction over all of no elements that has no identity: PyTorch's error and type."""
-    if input.numel() == 0:
+    if input._array.size == 0:
         message = f"{op}(): Expected reduction dim to be specified for input.numel() == 0."
         if error is RuntimeError:
             message += " Specify the reduction dim with the 'dim' argument."
@@ -601,7 +602,7 @@ def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
         raise ValueError(f"norm: p must be a positive number or inf, got {p!r}")
     _float_input(input, "norm")
     dims = _reduced_dims(dim, input, "norm")
-    if p == float("inf") and input.numel() == 0:  # the max of nothing: no identity
+    if p == float("inf") and input._array.size == 0:  # the max of nothing: no identity
         empty = [d for d in dims if input.shape[d] == 0]
         if dim is None or empty:
             where = "an empty tensor" if dim is None else f"the empty dimension {empty[0]}"
