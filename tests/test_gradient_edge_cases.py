@@ -44,8 +44,8 @@ SELECTS = {
     "where": (lambda x: sl.where(x > 0, x, sl.tensor(0.0, dtype=sl.float64)), [0.0, 0.0, 0.25]),
     "where_number": (lambda x: sl.where(x > 0, x, 0.0), [0.0, 0.0, 0.25]),
     "masked_fill": (lambda x: x.masked_fill(x <= 0, 0.0), [0.0, 0.0, 0.25]),
-    "maximum": (lambda x: sl.maximum(x, sl.zeros(3, dtype=sl.float64)), [0.0, INF, 0.25]),
-    "max_elementwise": (lambda x: sl.max(x, sl.zeros(1, dtype=sl.float64)), [0.0, INF, 0.25]),
+    "maximum": (lambda x: sl.maximum(x, sl.zeros_like(x)), [0.0, INF, 0.25]),
+    "max_elementwise": (lambda x: sl.max(x, sl.zeros(1, dtype=x.dtype)), [0.0, INF, 0.25]),
 }
 
 
@@ -55,6 +55,19 @@ def test_selecting_ops_give_zero_where_they_replaced_the_input(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sqrt'(0) divides by zero
         assert_same(grad_of(lambda x: op(x).sqrt(), [-1.0, 0.0, 4.0]), expected)
+
+
+@pytest.mark.parametrize("dtype", [sl.float16, sl.float32])
+@pytest.mark.parametrize("name", ["relu", "clamp_min", "where_number", "masked_fill", "maximum"])
+def test_selecting_ops_in_lower_precision(name, dtype):
+    """The select works on the float's bits, whatever their width."""
+    op, expected = SELECTS[name]
+    x = sl.tensor([-1.0, 0.0, 4.0], dtype=dtype, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        op(x).sqrt().sum().backward()
+    assert x.grad.dtype == dtype
+    assert_same(x.grad.numpy().astype(numpy.float64), expected)
 
 
 def test_upper_bounds_and_the_other_branch_select_too():
