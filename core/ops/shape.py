@@ -223,8 +223,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     dims = list(range(input.ndim))
     a = normalize_dim(dim0, input.ndim, "transpose")
     b = normalize_dim(dim1, input.ndim, "transpose")
-    if a != b:  # a 0-d tensor takes dim 0 or -1 and has nothing to swap
-        dims[a], dims[b] = dims[b], dims[a]
+    dims[a], dims[b] = dims[b], dims[a]
     return _view_of(Permute.apply(input, tuple(dims)), input)
 
 
