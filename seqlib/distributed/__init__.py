@@ -12,6 +12,7 @@ Without mpi4py and a launcher, ``init_process_group`` makes a world of one proce
 same script runs unchanged.
 """
 
+from seqlib.distributed.ddp import DistributedDataParallel
 from seqlib.distributed.objects import all_gather_object, broadcast_object_list
 from seqlib.distributed.process_group import (
     BACKENDS,
