@@ -355,3 +355,34 @@ def test_token_windows_shard(stride):
 def test_token_windows_shard_defaults_from_the_group(world_of_one):
     dataset = TokenWindowDataset(sl.arange(20), block_size=4)
     assert len(dataset.shard()) == len(dataset)
+
+
+# ---- the scaling benchmark ----------------------------------------------------------------
+@needs_mpi
+def test_scaling_benchmark_runs_at_toy_size(tmp_path, monkeypatch):
+    """benchmarks/distributed.py end to end, at toy sizes (timings are not asserted)."""
+    from scripts import BENCHMARKS, load
+
+    module = load(BENCHMARKS / "distributed.py", monkeypatch)
+    report = module.main(["--rounds", "1", "--steps", "1", "--warmup", "1", "--d-model", "8",
+                          "--layers", "1", "--heads", "2", "--length", "8", "--batch", "4",
+                          "--bucket-mb", "0.001", "--out", str(tmp_path)])
+    assert [p.name for p in tmp_path.iterdir()] == ["distributed_cpu.json"]
+    names = [row["configuration"] for row in report["results"]]
+    assert names[:2] == ["1 process x 1 thread", "1 process x 2 threads"]
+    two = report["results"][2]
+    assert two["processes"] == 2 and two["buckets"] >= 1 and two["tokens_per_s"] > 0
+    assert report["results"][-1]["buckets"] > two["buckets"]  # 1 KiB buckets: one per tensor
+    predicted = report["cost_model"]["rows"]
+    assert {row["p"] for row in predicted} == {8, 64, 512}
+    assert all(0 < row["efficiency"] <= row["efficiency_overlapped"] <= 1 for row in predicted)
+
+
+def test_ring_all_reduce_cost(monkeypatch):
+    from scripts import BENCHMARKS, load
+
+    module = load(BENCHMARKS / "distributed.py", monkeypatch)
+    # 2 processes: each sends and receives half the data twice (reduce-scatter, all-gather)
+    assert module.ring_all_reduce_s(1e9, 2, 1e9, 0.0, 1) == pytest.approx(1.0)
+    assert module.ring_all_reduce_s(1e9, 512, 1e9, 1e-6, 3) == pytest.approx(
+        2 * 511 / 512 + 2 * 511 * 3e-6)
