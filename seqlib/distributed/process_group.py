@@ -59,10 +59,10 @@ def is_nccl_available() -> bool:
     if not cuda_is_available():
         return False
     try:
-        from cupy.cuda import nccl  # noqa: F401
+        from cupy.cuda import nccl
     except ImportError:
         return False
-    return True
+    return bool(getattr(nccl, "available", True))  # CuPy imports it without libnccl, too
 
 
 def is_initialized() -> bool:
