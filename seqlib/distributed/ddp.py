@@ -35,8 +35,8 @@ class DistributedDataParallel(Module):
         find_unused_parameters: allow parameters that no output of forward depends on (their
             local gradients count as zero; parameters no rank used keep ``grad`` None); without
             it such a parameter raises an error naming it.
-        init_sync: check that every rank has the same parameter shapes, then copy rank 0's
-            parameters and buffers to the others.
+        init_sync: copy rank 0's parameters and buffers to the others (every rank's
+            parameter names, shapes and dtypes are checked to be the same either way).
 
     Limits: each backward must follow its own forward through this wrapper (a second backward
     through the same outputs, or a loss term computed from the parameters outside forward,
@@ -73,8 +73,8 @@ class DistributedDataParallel(Module):
                                "have any parameter that requires a gradient.")
         self.reducer = None  # one process: nothing to average
         if group.size > 1:
+            self._check_same_parameters(named)
             if init_sync:
-                self._check_same_parameters(named)
                 self._broadcast([p for _, p in module.named_parameters()] + self._buffers_of())
             cap = int(self.bucket_cap_mb * 2**20)
             self.reducer = Reducer(named, group, cap, min(cap, int(FIRST_BUCKET_MB * 2**20)),
