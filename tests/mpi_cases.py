@@ -45,6 +45,15 @@ def case_collectives() -> None:
         t = sl.tensor([rank, -rank], dtype=dtype, device=DEVICE)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         assert t.tolist() == [size - 1, 0]
+    for op, expected in ((dist.ReduceOp.SUM, [True, True, False]),
+                         (dist.ReduceOp.MIN, [True, False, False])):
+        flags = sl.tensor([True, rank == 0, False], device=DEVICE)
+        dist.all_reduce(flags, op=op)  # any / all
+        assert flags.tolist() == expected
+    t = sl.tensor([[1.0, 2.0]], dtype=sl.float16, device=DEVICE) * (rank + 1)
+    dist.all_reduce(t, op=dist.ReduceOp.AVG)
+    assert t.dtype == sl.float16
+    assert_close(t.cpu().numpy(), numpy.array([[1.0, 2.0]]) * numpy.mean(ranks + 1), 1e-3)
     t = sl.tensor([[1.0, 2.0]], device=DEVICE) * (rank + 1)
     dist.all_reduce(t, op=dist.ReduceOp.AVG)
     assert_close(t.cpu().numpy(), numpy.array([[1.0, 2.0]]) * numpy.mean(ranks + 1), 1e-6)

@@ -59,6 +59,8 @@ class MPIBackend:
         node.Free()
         self._ops = {"sum": MPI.SUM, "avg": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN,
                      "product": MPI.PROD}
+        # MPI reduces booleans only logically: any (sum, max) and all (min, product)
+        self._bool_ops = {"sum": MPI.LOR, "max": MPI.LOR, "min": MPI.LAND, "product": MPI.LAND}
 
     def _wait(self, what: str, requests: list) -> None:
         self._work(what, requests, (), None).wait()
@@ -73,7 +75,8 @@ class MPIBackend:
     def all_reduce(self, array, op: str) -> Work:
         """Reduce ``array`` across ranks in place (``op``: sum, avg, max, min, product)."""
         buffer, copy_back = staged(array)
-        request = self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self._ops[op])
+        ops = self._bool_ops if buffer.dtype == numpy.bool_ else self._ops
+        request = self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=ops[op])
 
         def finish():
             if op == "avg":

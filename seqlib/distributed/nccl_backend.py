@@ -99,6 +99,8 @@ class NCCLBackend:
     def all_reduce(self, array, op: str) -> Work:
         if not isinstance(array, cupy.ndarray):
             return self.mpi.all_reduce(array, op)
+        if array.dtype == numpy.bool_:  # as bytes: any (sum, max) and all (min, product)
+            array, op = array.view(numpy.uint8), {"sum": "max", "product": "min"}.get(op, op)
         dtype, nccl_op = self._dtypes.get(array.dtype), self._ops[op]
 
         def call(pointer, stream):
