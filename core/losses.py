@@ -6,6 +6,7 @@ from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled
 from .backend import get_array_module
 from .functional.activation import log_softmax_array
+from .ops._util import select
 from .tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -41,8 +42,9 @@ def _reduce(losses, denominator, reduction, target_shape):
     total = losses.sum()
     if reduction == "sum":
         return xp.asarray(total, losses.dtype), 1
-    with _quiet():
-        return xp.asarray(total / denominator, losses.dtype), 1 / denominator
+    with _quiet():  # no targets (or weights) to count: the mean is nan, as PyTorch's
+        scale = 1 / denominator if denominator else float("inf")
+        return xp.asarray(total / denominator, losses.dtype), scale
 
 
 def _quiet():
@@ -100,7 +102,29 @@ class ClassNLL(Function):
             grad -= (smoothing / classes) * class_weight * valid[:, None]
         if from_logits:
             grad -= xp.exp(logp) * grad.sum(axis=1, keepdims=True)
-        return _unrows(grad * up, shape), None, None, None, None, None, None
+        if scale is not None and not scale < float("inf"):
+            with _quiet():
+                grad *= up
+            grad = select(_counted(grad, safe, valid, from_logits), grad)
+        else:
+            grad *= up
+        return _unrows(grad, shape), None, None, None, None, None, None
+
+
+def _counted(grad, safe, valid, from_logits):
+    """Where the loss depends on its input, when the mean divides by a total weight of 0.
+
+    NOTE: every target ignored makes the mean 0/0: the loss is nan, but ignored rows take no
+    part in it, so their gradient is 0 (PyTorch), not 0 * inf = nan. Counted rows of weight 0
+    get 0 * inf = nan, as in PyTorch: all of the row through log_softmax, the target entry
+    alone for nll_loss.
+    """
+    if from_logits:
+        return valid[:, None]
+    xp = get_array_module(grad)
+    at_target = xp.zeros(grad.shape, bool)
+    xp.put_along_axis(at_target, safe[:, None], valid[:, None], axis=1)
+    return at_target
 
 
 class SoftTargetCrossEntropy(Function):
@@ -270,12 +294,15 @@ class MSE(Function):
         if reduction == "none":
             return squares
         total = squares.sum()
-        return total / squares.size if reduction == "mean" else total
+        if reduction == "sum":
+            return total
+        # the mean of no elements is nan, as PyTorch's (and without a 0/0 warning)
+        return total / squares.size if squares.size else total * float("nan")
 
     @staticmethod
     def backward(ctx, g):
         (difference,) = ctx.saved_tensors
-        scale = 2 / difference.size if ctx.reduction == "mean" else 2
+        scale = 2 / difference.size if ctx.reduction == "mean" and difference.size else 2
         grad = difference * (g * scale)
         return (grad if ctx.needs_input_grad[0] else None,
                 -grad if ctx.needs_input_grad[1] else None, None)

@@ -9,6 +9,7 @@ from seqlib import (
     attention,
     builders,
     data,
+    distributed,
     events,
     feature_maps,
     masking,

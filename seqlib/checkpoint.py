@@ -8,9 +8,18 @@ import os
 import signal
 import threading
 
+from seqlib import distributed
+from seqlib.core.creation import tensor
 from seqlib.core.random import Generator, default_generator
 from seqlib.nn.module import IncompatibleKeys
 from seqlib.serialization import load, save
+
+
+def _group() -> tuple:
+    """``(rank, world_size)`` of the process group, ``(0, 1)`` without one."""
+    if not distributed.is_initialized():
+        return 0, 1
+    return distributed.get_rank(), distributed.get_world_size()
 
 
 def save_checkpoint(path, *, model=None, optimizer=None, scheduler=None, step: int = 0,
@@ -24,17 +33,30 @@ def save_checkpoint(path, *, model=None, optimizer=None, scheduler=None, step: i
         generators: named Generators to restore too (e.g. the DataLoader's); the default
             generator is always saved.
         **extra: more values to store (numbers, strings, tensors, nested dicts of them).
+
+    In a process group (``seqlib.distributed``) every rank calls it: rank 0 writes the file,
+    with its model, optimizer, scheduler and ``extra`` (the same on every rank under
+    ``DistributedDataParallel``) and the generator states of every rank (``rng_ranks``); the
+    others wait until the file is complete.
     """
-    state = {
-        "step": step,
-        "rng": {"default": default_generator.get_state(),
-                **{name: g.get_state() for name, g in (generators or {}).items()}},
-        "extra": extra,
-    }
-    for name, owner in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
-        if owner is not None:
-            state[name] = owner.state_dict()
-    save(state, path)
+    rank, size = _group()
+    rng = {"default": default_generator.get_state(),
+           **{name: g.get_state() for name, g in (generators or {}).items()}}
+    if size > 1:  # every rank's generators, so that each continues its own streams
+        everyone = [None] * size
+        distributed.all_gather_object(everyone, {name: t.numpy() for name, t in rng.items()})
+    if rank == 0:
+        state = {"step": step, "rng": rng, "extra": extra}
+        if size > 1:
+            state["rng_ranks"] = {str(r): {name: tensor(array) for name, array in states.items()}
+                                  for r, states in enumerate(everyone) if r}
+        for name, owner in (("model", model), ("optimizer", optimizer),
+                            ("scheduler", scheduler)):
+            if owner is not None:
+                state[name] = owner.state_dict()
+        save(state, path)
+    if size > 1:
+        distributed.barrier()  # nobody reads it before it is complete
 
 
 def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
@@ -56,13 +78,28 @@ def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
     Raises:
         ValueError: the file is not a checkpoint, or lacks a requested part, or a part does
             not fit its object (the message names the file and the part).
+
+    In a process group every rank calls it and reads the file (on a filesystem they share):
+    all get rank 0's model, optimizer and scheduler, and each its own generator states as
+    ``save_checkpoint`` gathered them (a rank the checkpoint has none for, after a change of
+    world size, keeps its generators as they are). Ranks that read different steps (a stale
+    copy of the file) raise a ValueError.
     """
     state = load(path, map_location)
+    rank, size = _group()
+    if size > 1:
+        steps = [None] * size
+        distributed.all_gather_object(steps, state.get("step") if isinstance(state, dict)
+                                      else None)
+        if len(set(steps)) > 1:
+            raise ValueError(f"load_checkpoint: the ranks read different checkpoints from {path} "
+                             f"(steps {steps}): the file must be the same for every rank")
     if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
         raise ValueError(f"load_checkpoint: {path} is not a checkpoint written by save_checkpoint")
     owners = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     missing = [name for name, owner in owners.items() if owner is not None and name not in state]
     missing += [f"generator {name!r}" for name in (generators or {}) if name not in state["rng"]]
+    rng = state["rng"] if rank == 0 else state.get("rng_ranks", {}).get(str(rank))
     if missing:
         raise ValueError(f"load_checkpoint: {path} holds no {', '.join(missing)} state; "
                          "nothing was restored")
@@ -74,8 +111,8 @@ def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
             optimizer._check_state_dict(state["optimizer"])
         if scheduler is not None and hasattr(scheduler, "_check_state_dict"):
             scheduler._check_state_dict(state["scheduler"])
-        for name in ("default", *(generators or {})):
-            Generator._decode_state(state["rng"][name])
+        for name in ("default", *(generators or {})) if rng is not None else ():
+            Generator._decode_state(rng.get(name))
     except (ValueError, RuntimeError, TypeError) as error:
         raise ValueError(f"load_checkpoint: {path} does not fit ({error}); nothing was "
                          "restored") from error
@@ -83,9 +120,10 @@ def load_checkpoint(path, *, model=None, optimizer=None, scheduler=None,
     for name, owner in owners.items():
         if owner is not None:
             owner.load_state_dict(state[name], **({"strict": strict} if name == "model" else {}))
-    default_generator.set_state(state["rng"]["default"])
-    for name, generator in (generators or {}).items():
-        generator.set_state(state["rng"][name])
+    if rng is not None:
+        default_generator.set_state(rng["default"])
+        for name, generator in (generators or {}).items():
+            generator.set_state(rng[name])
     state["incompatible_keys"] = incompatible
     return state
 

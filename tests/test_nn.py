@@ -361,6 +361,25 @@ def test_clip_grad_norm():
         nn.utils.clip_grad_norm_(a, 1.0, error_if_nonfinite=True)
 
 
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_with_a_nan_gradient(norm_type):
+    """A NaN makes the total norm NaN whatever the order (the inf norm included), and then
+    every gradient NaN, as in PyTorch; error_if_nonfinite raises instead, changing nothing."""
+    def params():
+        a, b = nn.Parameter(sl.zeros(3)), nn.Parameter(sl.zeros(2))
+        a.grad, b.grad = sl.tensor([1.0, float("nan"), 2.0]), sl.tensor([1.0, 1.0])
+        return a, b
+
+    a, b = params()
+    with pytest.raises(RuntimeError, match=f"norm of order {norm_type} .* non-finite"):
+        nn.utils.clip_grad_norm_([a, b], 1.0, norm_type=norm_type, error_if_nonfinite=True)
+    assert b.grad.tolist() == [1.0, 1.0]
+    a, b = params()
+    total = nn.utils.clip_grad_norm_([b, a], 1.0, norm_type=norm_type)  # NaN last, too
+    assert math.isnan(total.item())
+    assert numpy.isnan(a.grad.numpy()).all() and numpy.isnan(b.grad.numpy()).all()
+
+
 def test_clip_grad_value_and_vector_round_trip():
     p = nn.Parameter(sl.zeros(3))
     p.grad = sl.tensor([-5.0, 0.5, 5.0])

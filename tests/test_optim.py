@@ -296,6 +296,13 @@ def test_scheduler_closed_forms(make, formula):
     numpy.testing.assert_allclose(lrs(make), [formula(e) for e in range(10)], rtol=1e-12)
 
 
+@pytest.mark.parametrize("start, end", [(0.5, 1.0), (1.0, 0.25)])
+def test_linear_lr_with_no_iterations_stays_at_start_factor(start, end):
+    # PyTorch: epoch 0 scales by start_factor; later steps are past total_iters and keep it
+    assert lrs(lambda o: lr_scheduler.LinearLR(o, start, end, total_iters=0), steps=4) == [
+        0.5 * start] * 4
+
+
 def test_warmup_cosine():
     seen = lrs(lambda o: lr_scheduler.warmup_cosine(o, 4, 10, min_lr_ratio=0.1), steps=12)
     assert seen[:4] == pytest.approx([0.125, 0.25, 0.375, 0.5])

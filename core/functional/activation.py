@@ -10,7 +10,7 @@ from .. import dtypes
 from ..autograd import views
 from ..autograd.function import Function
 from ..backend import get_array_module
-from ..ops._util import normalize_dim
+from ..ops._util import normalize_dim, select
 from ..special import erf
 from ..tensor import Tensor
 
@@ -19,13 +19,16 @@ class ReLU(Function):
     @staticmethod
     def forward(ctx, x):
         out = get_array_module(x).maximum(x, 0)
-        ctx.save_for_backward(out)
+        if ctx.needs_input_grad[0]:
+            # where the gradient passes: out is never negative, so `!= 0` is `> 0` plus NaN
+            # (PyTorch zeroes only where out <= 0); a bool mask is a quarter of the output
+            ctx.save_for_backward(out != 0)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return g * (out > 0)
+        (passes,) = ctx.saved_tensors
+        return select(passes, g)  # not g * passes: an inf at x <= 0 must give 0, not nan
 
 
 class LeakyReLU(Function):

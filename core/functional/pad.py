@@ -65,8 +65,8 @@ def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float | None =
     Args:
         input: any shape.
         pad: an even-length tuple of widths, two per padded dim, last dim first.
-        mode: "constant" (with ``value``, default 0; negative widths crop), "reflect",
-            "replicate" or "circular".
+        mode: "constant" (with ``value``, default 0; negative widths crop, at most the whole
+            dim), "reflect", "replicate" or "circular".
     Returns:
         the padded tensor.
     """
@@ -79,6 +79,12 @@ def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float | None =
     for i in range(len(pad) // 2):
         widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
     if mode == "constant":
+        for d, ((a, b), n) in enumerate(zip(widths, input.shape)):
+            if n < max(-a, 0) + max(-b, 0):
+                raise RuntimeError(
+                    f"pad: negative padding ({a}, {b}) would crop {max(-a, 0) + max(-b, 0)} "
+                    f"elements from dimension {d}, which has {n}"
+                )
         return ConstantPad.apply(input, widths, 0 if value is None else value)
     if mode not in ("reflect", "replicate", "circular"):
         raise NotImplementedError(

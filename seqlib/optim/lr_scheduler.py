@@ -241,7 +241,9 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr, epoch, group_index):
-        progress = min(epoch, self.total_iters) / self.total_iters if self.total_iters else 1
+        # total_iters=0 never leaves start_factor, as PyTorch's (its chained steps past
+        # total_iters keep the lr unchanged)
+        progress = min(epoch, self.total_iters) / self.total_iters if self.total_iters else 0
         return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
 
 
