@@ -166,6 +166,37 @@ def test_std_of_a_constant_row_has_zero_gradient():
     assert_same(grad_of(lambda x: x.std(), [7.0]), [NAN])  # 0/0: one element, correction 1
 
 
+def test_std_of_a_constant_row_is_exactly_zero_whatever_the_rounding_of_its_mean():
+    # mean([0.1] * 3) is not 0.1 in floating point: the std was ~1e-17 and its gradient O(1)
+    # noise instead of 0 (found by tests/compare_torch.py)
+    x = sl.tensor([[0.1, 0.1, 0.1], [0.3, 0.3, 0.3]], dtype=sl.float64, requires_grad=True)
+    out = x.std(1)
+    assert out.tolist() == [0.0, 0.0]
+    out.sum().backward()
+    assert_same(x.grad.numpy(), numpy.zeros((2, 3)))
+    assert_same(grad_of(lambda x: x.std(), [0.1] * 7), [0.0] * 7)
+
+
+@pytest.mark.parametrize("dim, correction, values, grad", [
+    (0, 2, [1.5], [-0.0]),  # along a dim: 2 / (1 - 2) * (x - mean), as PyTorch
+    (0, 3, [1.5, 2.0], [0.5, -0.5]),  # 2 / (2 - 3) * (x - 1.75)
+    (None, 2, [1.5], [NAN]),  # the whole tensor: nan where x is the mean, inf elsewhere
+    (None, 2, [1.5, 2.0], [INF, INF]),
+])
+def test_var_without_degrees_of_freedom_has_pytorchs_gradient(dim, correction, values, grad):
+    # found by tests/compare_torch.py; the value is nan or inf either way
+    assert_same(grad_of(lambda x: x.var(dim, correction=correction), values), grad)
+
+
+def test_var_std_and_log_softmax_of_empty_dims_warn_nothing():
+    x = sl.zeros(2, 0, dtype=sl.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert numpy.isnan(x.var(1).tolist()).all() and numpy.isnan(x.std(1).tolist()).all()
+        assert F.log_softmax(x, 1).shape == (2, 0)
+        x.var(1).sum().backward()
+
+
 @pytest.mark.parametrize("dim, correction, keepdim", [
     (None, 1, False), (1, 1, True), ((0, 2), 0, False), (-1, 2, False),
 ])

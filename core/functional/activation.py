@@ -153,7 +153,8 @@ def log_softmax_array(x, dim: int):
     """``x - logsumexp(x)`` along ``dim`` on a raw array, stable for logits of any size."""
     xp = get_array_module(x)
     shifted = x - _row_max(x, dim)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+    with numpy.errstate(divide="ignore"):  # log(0) of an empty row: -inf, as it should be
+        return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 def _row_max(x, dim: int):

@@ -153,30 +153,45 @@ class Var(Function):
     half_in_float32 = True
 
     @staticmethod
-    def forward(ctx, x, dims, correction, keepdim, root):
+    def forward(ctx, x, dims, correction, keepdim, root, full):
         xp = get_array_module(x)
-        centered = x - x.mean(axis=dims, keepdims=True)
         count = 1
         for d in dims:
             count *= x.shape[d]
-        divisor = count - correction if count > correction else 0
+        # NOTE: shifted by each group's first element, a constant group is exactly 0 (as
+        # PyTorch's Welford pass gives), not mean's rounding error, whose std would be ~1e-17
+        # and whose gradient would be O(1) noise. The sums divide by count: no warning for
+        # an empty group.
+        first = x[tuple(slice(0, 1) if d in dims else slice(None) for d in range(x.ndim))]
+        shifted = x - first
         with _ignore_zero_division():
+            centered = as_array(shifted - shifted.sum(axis=dims, keepdims=True) / count, x)
+            divisor = count - correction if count > correction else 0
             out = as_array((centered * centered).sum(axis=dims, keepdims=keepdim) / divisor, x)
         out = as_array(xp.sqrt(out), x) if root else out
         ctx.save_for_backward(centered, out if root else None)
-        ctx.args = (dims, keepdim, divisor)
+        ctx.args = (dims, keepdim, count - correction, full)
         return out
 
     @staticmethod
     def backward(ctx, g):
         centered, std = ctx.saved_tensors
-        dims, keepdim, divisor = ctx.args
+        dims, keepdim, dof, full = ctx.args
+        xp = get_array_module(g)
         if std is not None:  # d sqrt(v)/dv = 1 / (2 sqrt(v)), taken as 0 where std is 0
             with _ignore_zero_division():
                 g = select(std != 0, g / (2 * std))
         g = _expand(g, centered.shape, dims, keepdim)
-        grad = g * centered * (2 / divisor) if divisor else g * float("nan")
-        return grad, None, None, None, None
+        if dof > 0:
+            return g * centered * (2 / dof), None, None, None, None, None
+        # no degrees of freedom: PyTorch gives nan where x is its mean and inf elsewhere over
+        # the whole tensor, and divides by count - correction (0 or negative) along dims
+        with _ignore_zero_division():
+            if full:
+                grad = g * xp.where(centered == 0, xp.nan, xp.inf).astype(g.dtype)
+            else:
+                grad = g * centered * (g.dtype.type(2) / g.dtype.type(dof))
+        return grad, None, None, None, None, None
 
 
 def _ignore_zero_division():
@@ -508,7 +523,8 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     """
     _float_input(input, "var")
     correction = _correction(unbiased, correction)
-    return Var.apply(input, _reduced_dims(dim, input, "var"), correction, keepdim, False)
+    return Var.apply(input, _reduced_dims(dim, input, "var"), correction, keepdim, False,
+                     dim is None or input.ndim == 0)
 
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
@@ -526,7 +542,8 @@ def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     """
     _float_input(input, "std")
     correction = _correction(unbiased, correction)
-    return Var.apply(input, _reduced_dims(dim, input, "std"), correction, keepdim, True)
+    return Var.apply(input, _reduced_dims(dim, input, "std"), correction, keepdim, True,
+                     dim is None or input.ndim == 0)
 
 
 def _correction(unbiased, correction):
