@@ -7,7 +7,7 @@ from ..autograd.function import Function
 from ..backend import get_array_module
 from ..special import erf as _erf
 from ..tensor import Tensor
-from ._util import select, unbroadcast
+from ._util import as_array, select, unbroadcast
 
 
 class Exp(Function):
@@ -328,7 +328,8 @@ def _rounding(name):
         if input._array.dtype.kind != "f":  # integers are already whole numbers
             array = input._array
             xp = get_array_module(array)
-            return Tensor._make(xp.sign(array) if name == "sign" else array.copy())
+            return Tensor._make(as_array(xp.sign(array), array) if name == "sign"
+                                else array.copy())
         return Rounding.apply(input, name, decimals)
 
     apply.__name__ = name
