@@ -152,6 +152,13 @@ def nonempty(var) -> bool:
     return var.size > 0
 
 
+def no_nan(var) -> bool:
+    """sign(NaN) is NaN in seqlib (NumPy's) and 0 in PyTorch's CPU kernel, and so are the
+    gradients of abs and l1_loss there: a deliberate difference, so NaN is not drawn for
+    them."""
+    return not numpy.isnan(var.array).any() if var.code in FLOATS else True
+
+
 def distance(x, points) -> float:
     """How close any element of ``x`` comes to any of ``points``."""
     x = numpy.asarray(x, dtype=numpy.float64)
@@ -314,7 +321,7 @@ def _round_params(gen):
 
 UNARY = [
     _unary("neg", numpy.negative, pool=lambda v: v.code in ("f", "i"), dtype=same, saves=""),
-    _unary("abs", numpy.abs, pool=lambda v: v.code in ("f", "i"), dtype=same,
+    _unary("abs", numpy.abs, pool=lambda v: v.code in ("f", "i") and no_nan(v), dtype=same,
            kink=_zero_kink),
     _unary("exp", numpy.exp, pool=below(5.0), fallback=(-2.0, 2.0), saves="out"),
     _unary("log", numpy.log, pool=above(0.05), fallback=(0.1, 3.0)),
@@ -329,7 +336,8 @@ UNARY = [
     _unary("erf", _erf),
     _unary("relu", lambda x: numpy.maximum(x, 0), kink=_zero_kink, dtype=same, saves="out",
            call=lambda L, x: x.relu()),  # no torch.relu in seqlib: a deliberate omission
-    _unary("sign", numpy.sign, jump=_zero_kink, dtype=same, saves=""),
+    _unary("sign", numpy.sign, pool=lambda v: v.code in ("f", "i") and no_nan(v),
+           jump=_zero_kink, dtype=same, saves=""),
     _unary("floor", numpy.floor, jump=lambda x: to_integer(x), dtype=same, saves=""),
     _unary("ceil", numpy.ceil, jump=lambda x: to_integer(x), dtype=same, saves=""),
     _unary("trunc", numpy.trunc, jump=lambda x: to_integer(x), dtype=same, saves=""),
@@ -1739,11 +1747,13 @@ def _reduce_sum_or_mean(losses, denominator, reduction, target_shape):
         return losses.sum() / (denominator if reduction == "mean" else 1)
 
 
-def _pairwise_draw(gen):
-    x = gen.pick(is_float)
+def _pairwise_draw(gen, nan=True):
+    x = gen.pick(lambda v: is_float(v) and (nan or no_nan(v)))
     if x is None:
         return None
     target = gen.fitting(x.shape, lambda v: is_float(v) and v.shape == x.shape, exact=True)
+    if not (nan or no_nan(target)):
+        return None
     return (x, target), {"reduction": gen.d.choice(("mean", "sum", "none"))}
 
 
@@ -1820,7 +1830,7 @@ LOSS = [
     Op("mse_loss", "loss", _pairwise_draw,
        lambda x, t, reduction: _reduce_loss((x - t) ** 2, reduction),
        lambda L, x, t, reduction: L.F.mse_loss(x, t, reduction=reduction), same),
-    Op("l1_loss", "loss", _pairwise_draw,
+    Op("l1_loss", "loss", lambda gen: _pairwise_draw(gen, nan=False),
        lambda x, t, reduction: _reduce_loss(numpy.abs(x - t), reduction),
        lambda L, x, t, reduction: L.F.l1_loss(x, t, reduction=reduction), same,
        kink=lambda x, t, reduction: distance(x - t, (0.0,))),

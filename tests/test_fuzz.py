@@ -33,6 +33,10 @@ from hypothesis import strategies as st
 import seqlib as sl
 import seqlib.nn.functional as F
 
+# NumPy's RuntimeWarnings (divide by zero, mean of an empty slice) must not leak out of seqlib:
+# PyTorch prints nothing there.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
 CI_PROGRAMS = 300
 PER_OP_PROGRAMS = 4  # and as many again starting with each op of the table
 SLOW_PROGRAMS = 4000
