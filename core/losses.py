@@ -102,22 +102,21 @@ class ClassNLL(Function):
             grad -= (smoothing / classes) * class_weight * valid[:, None]
         if from_logits:
             grad -= xp.exp(logp) * grad.sum(axis=1, keepdims=True)
-        if scale is not None and not scale < float("inf"):
-            with _quiet():
-                grad *= up
-            grad = select(_counted(grad, safe, valid, from_logits), grad)
-        else:
+        with _quiet():
             grad *= up
+        if not bool(xp.isfinite(up).all()):  # a mean over no weight, or a nan/inf from above
+            grad = select(_counted(grad, safe, valid, from_logits), grad)
         return _unrows(grad, shape), None, None, None, None, None, None
 
 
 def _counted(grad, safe, valid, from_logits):
-    """Where the loss depends on its input, when the mean divides by a total weight of 0.
+    """Where the loss depends on its input, when the gradient arriving is not finite.
 
-    NOTE: every target ignored makes the mean 0/0: the loss is nan, but ignored rows take no
-    part in it, so their gradient is 0 (PyTorch), not 0 * inf = nan. Counted rows of weight 0
-    get 0 * inf = nan, as in PyTorch: all of the row through log_softmax, the target entry
-    alone for nll_loss.
+    NOTE: every target ignored makes the mean 0/0 and its scale inf; a nan or inf may also
+    arrive from the ops above. Ignored rows take no part in the loss, so their gradient is 0
+    (PyTorch), not 0 * inf = nan; nor do nll_loss's entries off the target (PyTorch scatters
+    the gradient there). Counted rows get the nan or inf: all of the row through log_softmax,
+    the target entry alone for nll_loss.
     """
     if from_logits:
         return valid[:, None]

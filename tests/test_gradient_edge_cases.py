@@ -247,6 +247,21 @@ def test_cross_entropy_with_zero_total_weight_is_nan_where_rows_count():
     assert_same(grad, [[NAN, 0.0, 0.0], [0.0, NAN, 0.0]])
 
 
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_a_nan_arriving_at_nll_stays_on_counted_target_entries(reduction):
+    # PyTorch scatters nll_loss's gradient to the targets: a nan from above reaches neither
+    # the other entries nor ignored rows (found by tests/compare_torch.py, from a var of one
+    # element upstream)
+    x = sl.tensor(LOGITS, dtype=sl.float64, requires_grad=True)
+    loss = F.nll_loss(x, sl.tensor([2, 1]), reduction=reduction, ignore_index=1)
+    (loss * sl.tensor(NAN, dtype=sl.float64)).sum().backward()
+    assert_same(x.grad.numpy(), [[0.0, 0.0, NAN], [0.0, 0.0, 0.0]])
+    x.grad = None
+    loss = F.cross_entropy(x, sl.tensor([2, 1]), reduction=reduction, ignore_index=1)
+    (loss * sl.tensor(NAN, dtype=sl.float64)).sum().backward()
+    assert_same(x.grad.numpy(), [[NAN] * 3, [0.0] * 3])  # the whole row through log_softmax
+
+
 def test_cross_entropy_of_an_empty_batch():
     for target in (sl.zeros(0, dtype=sl.int64), sl.zeros(0, 3, dtype=sl.float64)):
         x = sl.zeros(0, 3, dtype=sl.float64, requires_grad=True)
