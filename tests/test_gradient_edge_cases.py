@@ -290,3 +290,19 @@ def test_division_gradient_at_extreme_magnitudes(dtype, a, b):
     (x / y).backward()
     assert x.grad.item() == pytest.approx(1 / b, rel=1e-6)
     assert y.grad.item() == pytest.approx(-a / b / b, rel=1e-6)  # -1e26, -1e-20
+
+
+@pytest.mark.parametrize("mode", ["floor", "trunc"])
+def test_rounded_division_has_zero_gradient_even_for_a_nan_dividend(mode):
+    # PyTorch defines both gradients as 0; floor(a / b) sent 0 * (a / b) / b = nan to b
+    # (found by tests/compare_torch.py)
+    a = sl.tensor([NAN, 7.0, -7.0], dtype=sl.float64, requires_grad=True)
+    b = sl.tensor([2.0, 2.0, 2.0], dtype=sl.float64, requires_grad=True)
+    out = sl.div(a, b, rounding_mode=mode)
+    assert_same(out.detach().numpy(), [NAN, 3.0, -4.0 if mode == "floor" else -3.0])
+    out.sum().backward()
+    assert_same(a.grad.numpy(), [0.0] * 3)
+    assert_same(b.grad.numpy(), [0.0] * 3)
+    (c,) = leaves([1.5])
+    (sl.div(c, 2.0, rounding_mode=mode) + sl.div(4.0, c, rounding_mode=mode)).sum().backward()
+    assert_same(c.grad.numpy(), [0.0])

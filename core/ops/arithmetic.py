@@ -91,6 +91,27 @@ class Div(Function):
         return ga, gb
 
 
+class RoundedDiv(Function):
+    """``div(a, b, rounding_mode=...)`` of floats: piecewise constant, so both gradients are
+    zero, as PyTorch defines them (floor of a Div would send 0 * (a / b) / b, which is nan
+    where a or b is not finite)."""
+
+    @staticmethod
+    def forward(ctx, a, b, mode):
+        ctx.shapes = (_shape(a), _shape(b))
+        quotient = a / b
+        xp = _module(*(t for t in (a, b) if hasattr(t, "shape")))
+        return xp.floor(quotient) if mode == "floor" else xp.trunc(quotient)
+
+    @staticmethod
+    def backward(ctx, g):
+        grad_a, grad_b, _ = ctx.needs_input_grad
+        xp = _module(g)
+        zeros = [xp.zeros(shape, g.dtype) if needed else None
+                 for shape, needed in zip(ctx.shapes, (grad_a, grad_b))]
+        return zeros[0], zeros[1], None
+
+
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
@@ -320,10 +341,9 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
         if rounding_mode == "floor":
             return Tensor._make(xp.asarray(xp.floor_divide(x, y)))
         return Tensor._make(xp.asarray(xp.trunc(xp.true_divide(x, y)).astype(xp.result_type(x, y))))
-    from .pointwise import floor, trunc
-
-    quotient = _binary(Div, a, b, true_divide=True)
-    return floor(quotient) if rounding_mode == "floor" else trunc(quotient)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError("div: expected at least one tensor argument")
+    return RoundedDiv.apply(a, b, rounding_mode)
 
 
 class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
