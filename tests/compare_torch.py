@@ -146,8 +146,12 @@ def compare(program: Program, float_dtype: str) -> list:
                                       f"{name}: reference {array.tolist()} torch "
                                       f"{got_t.tolist()}"))
     # at a kink each library picks its documented subgradient: compared when the kink is hit
-    # exactly, not when rounding decides which side of it a value falls (std ~1e-17)
-    smooth = steady and not 0 < reference.smooth < FRAGILE
+    # exactly in float64, not when rounding decides which side of it a value falls (a std of
+    # ~1e-17); float32 rounding may miss any kink, so its gradients are compared away from them
+    if float_dtype == "float64":
+        smooth = steady and not 0 < reference.smooth < FRAGILE
+    else:
+        smooth = steady and reference.smooth >= MARGIN
     found += compare_gradients(program, L, {"seqlib": env_s, "torch": env_t}, expected,
                                float_dtype, smooth)
     return found

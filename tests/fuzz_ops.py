@@ -4,10 +4,16 @@ Each ``Op`` says how to draw its operands and parameters from a program's pool o
 (``draw``), what it computes as a float64 NumPy reference (``reference``), and how to call it
 (``call``): one call serves seqlib and torch alike, because seqlib spells its API as PyTorch
 does; ``L`` is ``fuzz_programs.Lib``, which holds the library (``L.lib``), its functional
-namespace (``L.F``) and index conversion (``L.index``). The other fields describe PyTorch's
-documented semantics the generator needs: the result's dtype, whether the result is a view of
-its first operand, what torch's backward keeps (no in-place write may touch it afterwards),
-and where the op is non-smooth (kinks) or discontinuous (jumps).
+namespace (``L.F``) and the conversion of index constants (``L.index``, ``L.constant``). The
+other fields describe PyTorch's semantics the generator needs: the result's dtype, whether
+the result is a view of its first operand, what torch's backward keeps (no in-place write may
+touch it afterwards), where the op is non-smooth (kinks) or discontinuous (jumps), and calls
+PyTorch refuses (family "refused": the library must raise too).
+
+The families, in order below: pointwise, binary (broadcasting), reduce (and sorting), shape
+(views, conversions, cat/stack/split), index (indexing, gather/scatter, pad, embedding),
+matmul (matmul, bmm, einsum, linear), softmax, loss (and layer_norm), inplace (on
+non-leaves, through views), refused. WEIGHTS at the bottom says how often each is drawn.
 
 Dtypes are codes: ``"b"`` bool, ``"i"`` int64, ``"f"`` the float dtype of the run (float64
 or float32), ``"f32"`` float32 in either run (the default float dtype: what an int tensor
@@ -146,10 +152,6 @@ def below(high: float):
 
 def apart_from_zero(gap: float):
     return lambda var: is_float(var) and var.size and numpy.abs(var.array).min() > gap
-
-
-def nonempty(var) -> bool:
-    return var.size > 0
 
 
 def no_nan(var) -> bool:
@@ -313,10 +315,6 @@ def _pow_call(L, x, exponent, style):
 def _rpow_draw(gen):
     x = gen.pick(below(5.0), fallback=(-2.0, 2.0))
     return None if x is None else ((gen.d.choice((2.0, 0.5, 3.0)), x), {})
-
-
-def _round_params(gen):
-    return {}
 
 
 UNARY = [
@@ -582,10 +580,6 @@ def _reduction(name, reference, *, pool=is_float, dims="many", keepdim=True, dty
               jump=point(jump), differentiable=differentiable)
 
 
-def _keep(result, x, axis_tuple, keepdim):
-    return numpy.expand_dims(result, axis_tuple) if keepdim and axis_tuple else result
-
-
 def _np_reduction(function):
     def reference(x, axis_tuple, keepdim):
         return function(x, axis=axis_tuple, keepdims=keepdim)
@@ -631,10 +625,6 @@ def _norm_kink(x, axis_tuple, p=2):
     if p == 1:
         return distance(x, (0.0,))
     return float(numpy.min(_norm(x, axis_tuple, False), initial=INF))
-
-
-def _all_dims(x, axis_tuple):
-    return axis_tuple
 
 
 def _max_gap(largest):
@@ -1539,7 +1529,7 @@ INDEX = [
     Op("scatter_add", "index", _scatter_add_draw, _scatter_add, _scatter_add_call,
        lambda x, source, **p: x.code, saves=""),
     Op("index_add", "index", _index_add_draw, _index_add, _index_add_call,
-       lambda x, source, **p: x.code, saves=""),
+       lambda x, source, **p: x.code, saves="in"),  # torch keeps source (for expand_as)
     _shape_op("pad", _pad_draw, _pad, effect="new", family="index", saves="in",
               call=lambda L, x, **p: L.F.pad(x, **p), pool=lambda v: v.code == "f"),
     Op("embedding", "index", _embedding_draw,
@@ -1986,7 +1976,7 @@ INPLACE = [
     _inplace("setitem", _setitem_draw, _setitem, _setitem_call),
     _inplace("index_add_", _index_add_inplace_draw, lambda x, source, **p: _index_add(
         x, source, **p), lambda L, x, source, dim, index, style: x.index_add_(
-        dim, L.constant(index), source)),
+        dim, L.constant(index), source), saves="in"),
     _inplace("scatter_add_", _scatter_add_inplace_draw, lambda x, source, **p: _scatter_add(
         x, source, **p), lambda L, x, source, dim, index, style: x.scatter_add_(
         dim, L.constant(index), source)),
