@@ -290,6 +290,16 @@ def test_log_sigmoid_is_stable_and_gradchecks():
                                                 requires_grad=True)])
 
 
+def test_float16_runs_in_float32():
+    q, k, v, a, state = _inputs(1, 2, 20, 4, 3, False, 13, numpy.float16, strength=0.3)
+    out, final = decayed_dot_product(*(sl.tensor(x) for x in (q, k, v, a, state)),
+                                     return_final_state=True)
+    assert out.dtype == sl.float16 and final.dtype == sl.float16
+    single = kernels.decayed_dot_product(*(x.astype(numpy.float32) for x in (q, k, v, a, state)))
+    numpy.testing.assert_array_equal(out.numpy(), single.out.astype(numpy.float16))
+    numpy.testing.assert_array_equal(final.numpy(), single.state.astype(numpy.float16))
+
+
 def test_function_rejects_arrays():
     q = sl.zeros(1, 1, 2, 2)
     with pytest.raises(TypeError, match="log_decay must be a Tensor, got ndarray"):

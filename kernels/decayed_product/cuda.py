@@ -1,8 +1,9 @@
 """The decayed causal product on CuPy: ``chunked``'s algorithm on all (n, h) rows at once, so
 each of its matmuls is one strided-batched cuBLAS GEMM over every head and chunk.
 
-No custom kernel (yet): the chunked formulation is already GEMM-bound for D, M >= 32, and a
-register-scan kernel in the style of ``causal_product.cu`` waits for a GPU to be tested on.
+No custom kernel yet: one in the style of ``causal_product.cu`` (a register scan for short
+sequences, fused chunk kernels) waits for a GPU to test it on. The Python loop over chunks
+launches a few small kernels per chunk, so the cost grows with ``L / C``.
 """
 
 from __future__ import annotations
