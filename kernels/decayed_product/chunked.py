@@ -32,9 +32,15 @@ def chunks(xp, array, C: int):
     return xp.ascontiguousarray(array).reshape(B, (L + pad) // C, C, *array.shape[2:])
 
 
-def _transposed(array):
-    """The last two axes swapped, contiguous (a transposed view as a GEMM operand is slow)."""
-    return get_array_module(array).ascontiguousarray(array.swapaxes(-1, -2))
+def _transposed(array, column_scale=None):
+    """The last two axes swapped, contiguous (a transposed view as a GEMM operand is slow),
+    each column (an original row) times ``column_scale (..., C)`` if given: one pass."""
+    xp = get_array_module(array)
+    if column_scale is None:
+        return xp.ascontiguousarray(array.swapaxes(-1, -2))
+    *batch, rows, columns = array.shape
+    out = xp.empty((*batch, columns, rows), array.dtype)
+    return xp.multiply(array.swapaxes(-1, -2), column_scale[..., None, :], out=out)
 
 
 def intra_weights(g):
@@ -63,12 +69,15 @@ def chunk_states(left, right, decay, start, reverse: bool):
     M = right.shape[-1]
     products = xp.matmul(left, right)  # (B, n, X, M)
     states = xp.empty((n, B, X, M), left.dtype)  # chunk-major: each step writes one block
-    running = xp.zeros((B, X, M), left.dtype) if start is None else start
-    for i in (range(n - 1, -1, -1) if reverse else range(n)):
-        states[i] = running
-        running = running * decay[:, i, None, None]
-        running += products[:, i]
-    return states.transpose(1, 0, 2, 3), running
+    order = list(range(n - 1, -1, -1) if reverse else range(n))
+    states[order[0]] = 0 if start is None else start
+    for before, i in zip(order, order[1:]):
+        xp.multiply(states[before], decay[:, before, None, None], out=states[i])
+        states[i] += products[:, before]
+    last = order[-1]
+    final = states[last] * decay[:, last, None, None]
+    final += products[:, last]
+    return states.transpose(1, 0, 2, 3), final
 
 
 def _states(q, k, v, log_decay, initial_state, C: int, per_head: bool) -> tuple:
@@ -83,8 +92,8 @@ def _states(q, k, v, log_decay, initial_state, C: int, per_head: bool) -> tuple:
     g = xp.cumsum(chunks(xp, log_decay[..., None], C)[..., 0], axis=-1)  # (B, n, C)
     W = intra_weights(g[:, :1] if per_head else g)  # (B, 1 or n, C, C)
     to_end = xp.exp(g[..., -1:] - g)  # (B, n, C): the decay from each position to its chunk end
-    S, final = chunk_states(_transposed(K * to_end[..., None]), V, xp.exp(g[..., -1]),
-                            initial_state, reverse=False)
+    S, final = chunk_states(_transposed(K, to_end), V, xp.exp(g[..., -1]), initial_state,
+                            reverse=False)
     P = Q @ _transposed(K)  # (B, n, C, C)
     P *= W
     return Q, K, V, g, W, S, P, final
@@ -96,17 +105,25 @@ def _rows(chunked, L: int):
     return chunked.reshape(B, n * C, X)[:, :L]
 
 
-def forward_block(q, k, v, log_decay, initial_state, C: int, per_head: bool, keep: bool):
+def forward_block(q, k, v, log_decay, initial_state, C: int, per_head: bool, keep: bool,
+                  out=None):
     """The forward pass on rows ``q, k (B, L, D)``, ``v (B, L, M)``, ``log_decay (B, L)``;
     returns ``(out (B, L, M), final (B, D, M), saved)``, ``saved`` being what
-    ``backward_block`` needs if ``keep``, else None."""
+    ``backward_block`` needs if ``keep``, else None. ``out``: a ``(B, L, M)`` array to write
+    the output into where L fills the chunks (then it is the one returned), or None."""
     xp = get_array_module(q)
     saved = _states(q, k, v, log_decay, initial_state, C, per_head)
     Q, _, V, g, _, S, P, final = saved
-    out = Q @ S  # (B, n, C, M)
-    out *= xp.exp(g)[..., None]  # the state entering a chunk decays up to each position
-    out += P @ V
-    return _rows(out, q.shape[1]), final, saved if keep else None
+    B, n = Q.shape[:2]
+    if out is None or n * C != q.shape[1]:
+        out = None
+        target = xp.empty((B, n, C, V.shape[-1]), q.dtype)
+    else:
+        target = out.reshape(B, n, C, -1)
+    xp.matmul(Q, S, out=target)
+    target *= xp.exp(g)[..., None]  # the state entering a chunk decays up to each position
+    target += P @ V
+    return (_rows(target, q.shape[1]) if out is None else out), final, saved if keep else None
 
 
 def backward_block(q, k, v, log_decay, grad_out, initial_state, grad_final_state, C: int,
@@ -121,7 +138,7 @@ def backward_block(q, k, v, log_decay, grad_out, initial_state, grad_final_state
     dO = chunks(xp, grad_out, C)
     from_start, to_end = xp.exp(g)[..., None], xp.exp(g[..., -1:] - g)[..., None]
     # R[:, n]: the gradient of the state after chunk n, from the later chunks' outputs
-    R, d_initial = chunk_states(_transposed(Q * from_start), dO, xp.exp(g[..., -1]),
+    R, d_initial = chunk_states(_transposed(Q, from_start[..., 0]), dO, xp.exp(g[..., -1]),
                                 grad_final_state, reverse=True)
     dP = dO @ _transposed(V)  # (B, n, C, C)
     dP *= W

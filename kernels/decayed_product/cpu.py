@@ -25,7 +25,8 @@ def forward(q, k, v, log_decay, initial_state, chunk: int | None, keep: bool):
     slices = _slices(N, H)
     out, final = numpy.empty((N, H, L, M), q.dtype), numpy.empty((N, H, D, M), q.dtype)
     parts = _run_blocks(
-        lambda q, k, v, a, s, _, outs: chunked.forward_block(q, k, v, a, s, C, per_head, keep),
+        lambda q, k, v, a, s, _, outs: chunked.forward_block(q, k, v, a, s, C, per_head, keep,
+                                                             outs[0]),
         [q, k, v, _per_position(log_decay, N, L), initial_state], slices, [out, final],
         [None] * len(slices))
     return out, final, Saved(C, slices, [p[0] for p in parts]) if keep else None
