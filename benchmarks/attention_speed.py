@@ -1,4 +1,5 @@
-"""Attention speed: full vs linear vs causal-linear vs local, and generation latency.
+"""Attention speed: full vs linear vs causal-linear (plain, retention, gated) vs local, and
+generation latency.
 
 Run:
     pip install ".[bench]"                           # matplotlib, for the plots
@@ -30,14 +31,16 @@ from _common import (  # noqa: E402
     write,
 )
 
-KINDS = ("full", "linear", "causal-linear", "local")
+KINDS = ("full", "linear", "causal-linear", "causal-retention", "causal-gated-linear", "local")
 
 
 def attention_layer(kind: str, d_model: int, heads: int):
     from seqlib.attention import (
         AttentionLayer,
         CausalLinearAttention,
+        CausalRetention,
         FullAttention,
+        GatedCausalLinearAttention,
         LinearAttention,
         LocalAttention,
     )
@@ -46,6 +49,8 @@ def attention_layer(kind: str, d_model: int, heads: int):
     inner = {"full": lambda: FullAttention(attention_dropout=0.0),
              "linear": lambda: LinearAttention(head),
              "causal-linear": lambda: CausalLinearAttention(head),
+             "causal-retention": lambda: CausalRetention(head),
+             "causal-gated-linear": lambda: GatedCausalLinearAttention(head),
              "local": lambda: LocalAttention(64, attention_dropout=0.0)}[kind]()
     return AttentionLayer(inner, d_model, heads)
 
@@ -76,7 +81,7 @@ def time_layer(args, kind: str, L: int) -> dict:
     layer = attention_layer(kind, args.d_model, args.heads).to(args.device)
     x = sl.randn(1, L, args.d_model, device=args.device)
     grad_x = x.detach().requires_grad_()
-    mask = (TriangularCausalMask(L, device=args.device) if kind == "causal-linear"
+    mask = (TriangularCausalMask(L, device=args.device) if kind.startswith("causal")
             else FullMask(L, device=args.device))
 
     def forward():

@@ -1,4 +1,5 @@
-"""Array-level compute kernels (causal linear attention, LSTM) on NumPy and CuPy arrays.
+"""Array-level compute kernels (causal linear attention, plain and decayed; LSTM) on NumPy and
+CuPy arrays.
 
 Each kernel is a package whose ``__init__`` holds its dispatch table (``BACKENDS``: one row per
 device, each backend in its own file, ``cpu.py`` and ``cuda.py``) and its public entry points,
@@ -11,6 +12,12 @@ from .causal_product import (
     CausalProductResult,
     causal_dot_product,
     causal_dot_product_backward,
+)
+from .decayed_product import (
+    DecayedProductGrads,
+    DecayedProductResult,
+    decayed_dot_product,
+    decayed_dot_product_backward,
 )
 from .lstm import (
     LSTMCache,

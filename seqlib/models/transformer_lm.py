@@ -112,7 +112,8 @@ class TransformerLM(PretrainedModel):
         Each layer's state is what the twin's attention makes of the keys and values the layer
         projects from its input (``state_from``: for linear attention ``[sum phi(k)^T v,
         sum phi(k)]``, for softmax attention the key/value cache). Only attentions with a
-        recurrent twin ("linear", "causal-linear", "full") have one.
+        recurrent twin ("linear", "causal-linear", "full", "causal-retention",
+        "causal-gated-linear") have one.
         """
         attention_type = self.config.attention_type
         if attention_type not in RecurrentAttentionRegistry:
@@ -125,6 +126,7 @@ class TransformerLM(PretrainedModel):
         states = []
         for layer in self.encoder.layers:
             attention, H = layer.attention, layer.attention.n_heads
+            make_mirror(attention.inner_attention, twin)  # this layer's own (a gate's) weights
             keys = attention.key_projection(x).view(N, P, H, -1)
             values = attention.value_projection(x).view(N, P, H, -1)
             states.append(twin.state_from(keys, values))

@@ -8,6 +8,10 @@ from seqlib.recurrent.attention import (
     RecurrentFullAttention,
     RecurrentLinearAttention,
 )
+from seqlib.recurrent.decayed_attention import (
+    RecurrentGatedLinearAttention,
+    RecurrentRetention,
+)
 from seqlib.recurrent.transformers import (
     RecurrentTransformerDecoder,
     RecurrentTransformerDecoderLayer,

@@ -16,11 +16,11 @@ from seqlib.core.tensor import Tensor
 # ---------------------------------------------------------------------------- linear attention
 
 
-def linear_attention_step(Q, K, v, S, Z, eps: float):
+def linear_attention_step(Q, K, v, S, Z, eps: float, decay=None):
     """One position of causal linear attention, from feature-mapped queries and keys.
 
     .. math::
-        S' = S + \\phi(k)^T v, \\quad Z' = Z + \\phi(k), \\quad
+        S' = \\gamma S + \\phi(k)^T v, \\quad Z' = \\gamma Z + \\phi(k), \\quad
         out = \\frac{\\phi(q) S'}{\\phi(q) \\cdot Z' + \\epsilon}
 
     Args:
@@ -29,13 +29,17 @@ def linear_attention_step(Q, K, v, S, Z, eps: float):
         S, Z: the state before, ``(N, H, D, M)`` and ``(N, H, D)``, or None at the first
             position. Never modified: the new state is new arrays.
         eps: added to the normaliser.
+        decay: ``gamma`` per head ``(H,)`` (retention), or None for none (``gamma = 1``).
     Returns:
         ``(out (N, H, M), S', Z')``.
     """
     S_new = K[..., :, None] * v[..., None, :]  # (N, H, D, M)
     if S is not None:
-        S_new += S
-    Z_new = K.copy() if Z is None else K + Z
+        S_new += S if decay is None else S * decay[:, None, None]
+    if Z is None:
+        Z_new = K.copy()
+    else:
+        Z_new = K + (Z if decay is None else Z * decay[:, None])
     numerator = Q[:, :, None] @ S_new  # (N, H, 1, M)
     denominator = Q[:, :, None] @ Z_new[..., None]  # (N, H, 1, 1)
     denominator += eps
@@ -45,15 +49,16 @@ def linear_attention_step(Q, K, v, S, Z, eps: float):
 
 class LinearAttentionStep(Function):
     """``linear_attention_step`` with its gradient (to the features, the value and the state
-    before) from the gradients of the output and of the new state."""
+    before) from the gradients of the output and of the new state. A fixed ``decay``, if
+    given as the last input, takes no gradient."""
 
     half_in_float32 = True
 
     @staticmethod
-    def forward(ctx, Q, K, v, S, Z, eps):
-        out, S_new, Z_new = linear_attention_step(Q, K, v, S, Z, eps)
+    def forward(ctx, Q, K, v, S, Z, eps, decay=None):
+        out, S_new, Z_new = linear_attention_step(Q, K, v, S, Z, eps, decay)
         ctx.save_for_backward(Q, K, v, S_new, Z_new, out)
-        ctx.eps = eps
+        ctx.eps, ctx.decay = eps, decay
         return out, S_new, Z_new
 
     @staticmethod
@@ -69,7 +74,64 @@ class LinearAttentionStep(Function):
         g_K = (g_S @ v[..., None])[..., 0] + g_Z
         g_v = xp.matmul(K[..., None, :], g_S)[..., 0, :]
         need = ctx.needs_input_grad
-        return (g_Q, g_K, g_v, g_S if need[3] else None, g_Z if need[4] else None, None)
+        if ctx.decay is not None:  # the state before reaches S' through the decay
+            g_S = g_S * ctx.decay[:, None, None] if need[3] else None
+            g_Z = g_Z * ctx.decay[:, None] if need[4] else None
+        grads = (g_Q, g_K, g_v, g_S if need[3] else None, g_Z if need[4] else None, None, None)
+        return grads[:len(need)]  # one per input given (decay is optional)
+
+
+# ---------------------------------------------------------------------------- gated attention
+
+
+def decayed_attention_step(q, k, v, S, log_decay):
+    """One position of decayed (gated) linear attention, unnormalised.
+
+    .. math::
+        S' = e^{a} S + k^T v, \\quad out = q S'
+
+    Args:
+        q, k: ``(N, H, D)`` (queries already scaled).
+        v: ``(N, H, M)``.
+        S: the state before, ``(N, H, D, M)``, or None at the first position. Never modified.
+        log_decay: ``a = log alpha`` ``(N, H)``.
+    Returns:
+        ``(out (N, H, M), S')``.
+    """
+    S_new = k[..., :, None] * v[..., None, :]  # (N, H, D, M)
+    if S is not None:
+        S_new += S * get_array_module(S).exp(log_decay)[..., None, None]
+    return (q[:, :, None] @ S_new)[:, :, 0], S_new
+
+
+class DecayedAttentionStep(Function):
+    """``decayed_attention_step`` with its gradient, the log decay's included:
+    ``d a = alpha <dS', S>``."""
+
+    half_in_float32 = True
+
+    @staticmethod
+    def forward(ctx, q, k, v, S, log_decay):
+        out, S_new = decayed_attention_step(q, k, v, S, log_decay)
+        ctx.save_for_backward(q, k, v, S, S_new, log_decay)
+        return out, S_new
+
+    @staticmethod
+    def backward(ctx, g_out, g_S):
+        q, k, v, S, S_new, log_decay = ctx.saved_tensors
+        xp = get_array_module(g_out)
+        g_S = g_S + q[..., :, None] * g_out[..., None, :]  # everything S' reaches
+        g_q = (S_new @ g_out[..., None])[..., 0]
+        g_k = (g_S @ v[..., None])[..., 0]
+        g_v = xp.matmul(k[..., None, :], g_S)[..., 0, :]
+        g_before = g_log_decay = None
+        if S is not None:
+            alpha = xp.exp(log_decay)
+            g_log_decay = alpha * xp.einsum("nhdm,nhdm->nh", g_S, S)
+            g_before = g_S * alpha[..., None, None]
+        elif ctx.needs_input_grad[4]:  # nothing decayed at the first position
+            g_log_decay = xp.zeros_like(log_decay)
+        return g_q, g_k, g_v, g_before, g_log_decay
 
 
 # ---------------------------------------------------------------------------- softmax attention
