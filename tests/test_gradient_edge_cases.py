@@ -306,3 +306,16 @@ def test_rounded_division_has_zero_gradient_even_for_a_nan_dividend(mode):
     (c,) = leaves([1.5])
     (sl.div(c, 2.0, rounding_mode=mode) + sl.div(4.0, c, rounding_mode=mode)).sum().backward()
     assert_same(c.grad.numpy(), [0.0])
+
+
+# ---- NaN in max and amax ---------------------------------------------------------------------
+def test_max_of_a_nan_sends_the_gradient_to_the_nans_and_amax_gives_nan():
+    # PyTorch: max() spreads the gradient over the NaNs (its result), amax(dim) is 0 / 0 = nan;
+    # seqlib gave nan for max() and printed NumPy's divide warning for amax (found by
+    # tests/test_fuzz.py's slow profile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(grad_of(lambda x: x.max(), [1.0, NAN, 2.0]), [0.0, 1.0, 0.0])
+        assert_same(grad_of(lambda x: x.min(), [NAN, NAN, 2.0]), [0.5, 0.5, 0.0])
+        assert_same(grad_of(lambda x: x.amax(0), [1.0, NAN, 2.0]), [NAN] * 3)
+        assert_same(grad_of(lambda x: sl.amin(x, 0), [NAN]), [NAN])

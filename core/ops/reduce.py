@@ -91,23 +91,29 @@ class Prod(Function):
 
 
 class AMax(Function):
-    """max/min over dims with the gradient split evenly among ties (``amax``/``amin``)."""
+    """max/min over dims with the gradient split evenly among ties (``amax``/``amin``); with
+    ``nan_ties`` a NaN result counts the NaNs as its ties (PyTorch's ``max()``/``min()``,
+    where amax's NaN gradient is NaN)."""
 
     @staticmethod
-    def forward(ctx, x, dims, keepdim, largest):
+    def forward(ctx, x, dims, keepdim, largest, nan_ties):
         out = as_array((x.max if largest else x.min)(axis=dims, keepdims=True), x)
         ctx.save_for_backward(x, out)
-        ctx.args = (dims, keepdim)
+        ctx.args = (dims, keepdim, nan_ties)
         return out if keepdim else as_array(out.reshape(_drop(out.shape, dims)), x)
 
     @staticmethod
     def backward(ctx, g):
         x, out = ctx.saved_tensors
-        dims, keepdim = ctx.args
+        dims, keepdim, nan_ties = ctx.args
         hits = x == out
+        if nan_ties:
+            xp = get_array_module(x)
+            hits |= xp.isnan(x) & xp.isnan(out)
         count = hits.sum(axis=dims, keepdims=True)
         g = g if keepdim else g.reshape(out.shape)
-        return g * hits / count, None, None, None
+        with _ignore_zero_division():  # amax of a NaN hits nothing: 0 / 0, nan as PyTorch's
+            return g * hits / count, None, None, None, None
 
 
 def _drop(shape, dims):
@@ -380,7 +386,7 @@ def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 def _extreme(input, dim, keepdim, largest, op):
     if dim is None:
         _check_all_nonempty(input, op, RuntimeError)
-        return AMax.apply(input, tuple(range(input.ndim)), False, largest)
+        return AMax.apply(input, tuple(range(input.ndim)), False, largest, True)
     if isinstance(dim, Tensor):  # max(a, b): elementwise, as torch.max(input, other)
         from .arithmetic import maximum, minimum
 
@@ -444,7 +450,7 @@ def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
         _check_all_nonempty(input, "amax", RuntimeError)
     dims = _reduced_dims(None if dim == () else dim, input, "amax")
     _check_nonempty(input, dims, "amax")
-    return AMax.apply(input, dims, keepdim, True)
+    return AMax.apply(input, dims, keepdim, True, False)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
@@ -461,7 +467,7 @@ def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
         _check_all_nonempty(input, "amin", RuntimeError)
     dims = _reduced_dims(None if dim == () else dim, input, "amin")
     _check_nonempty(input, dims, "amin")
-    return AMax.apply(input, dims, keepdim, False)
+    return AMax.apply(input, dims, keepdim, False, False)
 
 
 def _arg(input, dim, keepdim, largest):
