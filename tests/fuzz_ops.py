@@ -1186,7 +1186,8 @@ def _to_jump(x, dtype, style):
 
 
 SHAPE = [
-    _shape_op("view", _view_draw, _view_reference, call=_reshape_call("view")),
+    _shape_op("view", _view_draw, _view_reference, call=_reshape_call("view"),
+              pool=lambda v: v.dense and v.array.flags.c_contiguous),
     _shape_op("reshape", lambda gen, x: _view_draw(gen, x, functional=True),
               lambda x, shape, style: x.reshape(shape).copy(),
               effect="copy?", call=_reshape_call("reshape")),
@@ -2014,7 +2015,8 @@ def _refused_overlap_write(gen):
 
 
 def _refused_view(gen):
-    x = gen.pick(lambda v: v.ndim >= 2 and v.shape[0] > 1 and v.shape[1] > 1 and v.size)
+    x = gen.pick(lambda v: v.ndim >= 2 and v.shape[0] > 1 and v.shape[1] > 1 and v.size
+                 and v.dense)
     x = x or gen.leaf((2, 3), "f")
     try:  # a transposed transpose, or an expanded tensor (strides 0), may still be viewed
         numpy.swapaxes(x.array, 0, 1).reshape(-1, copy=False)

@@ -184,6 +184,9 @@ class Var:
     leaf: bool = False
     overlapping: bool = False  # made by expand: elements share memory
     multi_view: bool = False  # one of the views split/chunk/unbind return
+    dense: bool = True  # contiguous in torch as well as in NumPy, as far as can be told: a
+    # layout PyTorch leaves to the op (clone preserves strides, einsum may give a permuted
+    # view) can make torch.view raise where seqlib's contiguous copy allows it
 
     @property
     def shape(self) -> tuple:
@@ -304,9 +307,12 @@ class Reference:
             raise Invalid(f"{op.name} gives {len(results)} results, the listing names "
                           f"{len(line.outs)}")
         first = variables[0] if variables else None
+        dense = all(v.dense for v in variables)
         for name, result, code in zip(line.outs, results, codes):
             var = Var(name, code, result, Storage(), grad and code in FLOATS)
+            var.dense = dense and op.name != "einsum"
             if op.effect in ("view", "views"):
+                var.dense = dense and result.flags.c_contiguous
                 var.storage = first.storage
                 var.overlapping = first.overlapping or op.name == "expand"
                 var.multi_view = op.effect == "views" or first.multi_view
@@ -399,7 +405,7 @@ class Generator:
         if self.d.boolean(0.5):
             view = self.d.choice(("getitem", "transpose", "unsqueeze", "permute", "view"))
             drawn = OPS[view].draw_params(self, var)
-            if drawn is not None:
+            if drawn is not None and (view != "view" or var.dense):
                 var = self.step(view, (var,), drawn)
         return var if predicate(var) else None
 
