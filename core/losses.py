@@ -77,9 +77,10 @@ class ClassNLL(Function):
         class_weight = weight if weight is not None else xp.ones(classes, x.dtype)
         row_weight = class_weight[safe] * valid  # w[y_n], 0 where ignored
         picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
-        losses = -picked * row_weight
+        # an ignored row's loss is 0 even where its scores are nan (PyTorch's), not nan * 0
+        losses = xp.where(valid, -picked * row_weight, 0)
         if smoothing:
-            smooth = -(logp * class_weight).sum(axis=1) * valid
+            smooth = xp.where(valid, -(logp * class_weight).sum(axis=1), 0)
             losses = (1 - smoothing) * losses + (smoothing / classes) * smooth
         denominator = row_weight.sum()
         out, scale = _reduce(losses.astype(x.dtype, copy=False), denominator, reduction,

@@ -319,3 +319,26 @@ def test_max_of_a_nan_sends_the_gradient_to_the_nans_and_amax_gives_nan():
         assert_same(grad_of(lambda x: x.min(), [NAN, NAN, 2.0]), [0.5, 0.5, 0.0])
         assert_same(grad_of(lambda x: x.amax(0), [1.0, NAN, 2.0]), [NAN] * 3)
         assert_same(grad_of(lambda x: sl.amin(x, 0), [NAN]), [NAN])
+
+
+def test_a_nan_arriving_at_max_reaches_only_the_maximum():
+    # PyTorch's max() fills the gradient in at the maximum; amax multiplies, so there it is
+    # nan everywhere (found by tests/compare_torch.py)
+    x = sl.tensor([1.0, 3.0, 2.0], dtype=sl.float64, requires_grad=True)
+    (x.max() * NAN).backward()
+    assert_same(x.grad.numpy(), [0.0, NAN, 0.0])
+    x.grad = None
+    (x.amax(0) * NAN).backward()
+    assert_same(x.grad.numpy(), [NAN] * 3)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_an_ignored_row_of_nan_scores_loses_nothing(smoothing):
+    # PyTorch: an ignored row's loss is 0 whatever its scores; seqlib gave nan * 0 = nan
+    # (found by tests/compare_torch.py)
+    x = sl.tensor([[NAN, 1.0, 2.0], [0.5, 1.0, -1.0]], dtype=sl.float64, requires_grad=True)
+    target = sl.tensor([-100, 1])
+    losses = F.cross_entropy(x, target, reduction="none", label_smoothing=smoothing)
+    assert losses[0].item() == 0.0 and math.isfinite(losses[1].item())
+    assert F.cross_entropy(x, target, label_smoothing=smoothing).item() == losses[1].item()
+    assert F.nll_loss(x, target, reduction="sum").item() == -1.0

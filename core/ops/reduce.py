@@ -113,6 +113,8 @@ class AMax(Function):
         count = hits.sum(axis=dims, keepdims=True)
         g = g if keepdim else g.reshape(out.shape)
         with _ignore_zero_division():  # amax of a NaN hits nothing: 0 / 0, nan as PyTorch's
+            if nan_ties:  # max()/min() fill the hits: a nan arriving reaches only them
+                return select(hits, g / count), None, None, None, None
             return g * hits / count, None, None, None, None
 
 
