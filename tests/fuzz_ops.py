@@ -1723,8 +1723,8 @@ def _cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean",
         valid = flat != ignore_index
         safe = numpy.where(valid, flat, 0)
         picked = weight[safe] * valid
-        nll = -logp[numpy.arange(len(flat)), safe] * picked
-        smooth = -(logp * weight).sum(axis=1) * valid
+        nll = numpy.where(valid, -logp[numpy.arange(len(flat)), safe] * picked, 0)
+        smooth = numpy.where(valid, -(logp * weight).sum(axis=1), 0)  # 0, even from a nan
         losses = (1 - label_smoothing) * nll + label_smoothing / classes * smooth
         denominator = picked.sum()  # the mean divides both terms by the picked weights
     target_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
