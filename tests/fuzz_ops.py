@@ -1434,7 +1434,7 @@ def _pad_draw(gen, x):
     if mode == "constant":
         count = gen.d.integer(1, min(x.ndim, 3)) if x.ndim else 0
     else:  # these need 1-3 padded dims after one or two leading dims, nothing empty
-        if x.ndim < 2 or x.size == 0:
+        if not 2 <= x.ndim <= 5 or x.size == 0:
             return None
         count = gen.d.integer(max(1, x.ndim - 2), min(3, x.ndim - 1))
     widths = []
