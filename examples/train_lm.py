@@ -162,7 +162,6 @@ def main(argv=None) -> dict:
             save(config, out / RUN)
         sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer, scheduler=scheduler,
                            step=step, generators={"batches": sampler}, sha256=run)
-
     val_loss = float("nan")
     with DeferredInterrupt() as interrupt, job.Progress(config, step) as bar:
         while step < config.steps and not job.agree(interrupt.requested):  # all stop together
