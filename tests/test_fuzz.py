@@ -136,3 +136,12 @@ def test_a_listing_reads_back_to_the_same_program():
     for seed in range(20):
         program = generate(RandomDrawer(seed))
         assert str(Program.parse(str(program))) == str(program)
+
+
+def test_the_comparison_script_describes_itself_without_torch(capsys):
+    import compare_torch
+
+    with pytest.raises(SystemExit) as exit_:
+        compare_torch.main(["--help"])
+    assert exit_.value.code == 0
+    assert "--programs" in capsys.readouterr().out
