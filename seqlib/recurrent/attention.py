@@ -271,20 +271,27 @@ class RecurrentLinearAttention(FeatureMapAttention):
         eps = reads.get(self, "eps")
         if phi is None:
             return None
-        shapes = self.state_shapes
+        return linear_attend(phi, eps, self.state_shapes)
 
-        def attend(qk, v, state):
-            Q, K = phi(qk, qk)  # the step's own array: one pass over queries and keys
-            S = Z = None
-            if state is not None:
-                before = state_arrays(state, shapes(*K.shape, v.shape[-1]), K)
-                if before is None:
-                    return None
-                S, Z = before
-            out, S, Z = linear_attention_step(Q, K, v, S, Z, eps)
-            return out, [Tensor._make(S), Tensor._make(Z)]
 
-        return attend
+def linear_attend(phi, eps: float, shapes, decay=None):
+    """The fused step's ``attend(qk (2, N, H, E), v, state) -> (out, state)`` of linear
+    attention (None where the state does not fit), with an optional per-head ``decay(xp, H,
+    dtype) -> (H,)`` of the state (retention)."""
+
+    def attend(qk, v, state):
+        Q, K = phi(qk, qk)  # the step's own array: one pass over queries and keys
+        S = Z = None
+        if state is not None:
+            before = state_arrays(state, shapes(*K.shape, v.shape[-1]), K)
+            if before is None:
+                return None
+            S, Z = before
+        gamma = None if decay is None else decay(get_array_module(K), K.shape[1], K.dtype)
+        out, S, Z = linear_attention_step(Q, K, v, S, Z, eps, gamma)
+        return out, [Tensor._make(S), Tensor._make(Z)]
+
+    return attend
 
 
 class RecurrentCrossAttentionLayer(Module):

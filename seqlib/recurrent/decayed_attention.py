@@ -24,14 +24,13 @@ from seqlib.core.backend import get_array_module
 from seqlib.core.functional.normalization import layer_norm_rows
 from seqlib.core.tensor import Tensor
 from seqlib.decayed_product import decayed_dot_product, log_sigmoid_array
-from seqlib.recurrent.attention import check_state, state_arrays
+from seqlib.recurrent.attention import check_state, linear_attend, state_arrays
 from seqlib.recurrent.fused import linear_arrays
 from seqlib.recurrent.step_maths import (
     DecayedAttentionStep,
     LinearAttentionStep,
     affine,
     decayed_attention_step,
-    linear_attention_step,
 )
 
 
@@ -95,21 +94,8 @@ class RecurrentRetention(CausalRetention):
         eps, decay = reads.get(self, "eps"), reads.get(self, "decay")
         if phi is None:
             return None
-        shapes = self.state_shapes
-
-        def attend(qk, v, state):
-            Q, K = phi(qk, qk)  # the step's own array: one pass over queries and keys
-            S = Z = None
-            if state is not None:
-                before = state_arrays(state, shapes(*K.shape, v.shape[-1]), K)
-                if before is None:
-                    return None
-                S, Z = before
-            gamma = decay_array(get_array_module(K), K.shape[1], decay, K.dtype)
-            out, S, Z = linear_attention_step(Q, K, v, S, Z, eps, gamma)
-            return out, [Tensor._make(S), Tensor._make(Z)]
-
-        return attend
+        return linear_attend(phi, eps, self.state_shapes,
+                             lambda xp, heads, dtype: decay_array(xp, heads, decay, dtype))
 
 
 class RecurrentGatedLinearAttention(GatedAttentionBase):
