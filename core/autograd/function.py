@@ -142,10 +142,19 @@ def _is_float(array) -> bool:
     return is_array(array) and array.dtype.kind == "f"
 
 
+_HALF = numpy.dtype(numpy.float16)
+
+
 def _all_half(raw) -> bool:
-    """True when the floating arrays among ``raw`` are all float16 (and there is one)."""
-    dtypes = {a.dtype for a in raw if _is_float(a)}
-    return dtypes == {numpy.dtype(numpy.float16)}
+    """True when the floating arrays among ``raw`` are all float16 (and there is one); stops at
+    the first other float, so the usual float32 call costs one look."""
+    found = False
+    for a in raw:
+        if _is_float(a):
+            if a.dtype != _HALF:
+                return False
+            found = True
+    return found
 
 
 def _round_to_half(result):
