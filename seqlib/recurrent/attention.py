@@ -253,16 +253,7 @@ class RecurrentLinearAttention(FeatureMapAttention):
         return [features @ values.permute(0, 2, 1, 3), features.sum(-1)]
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
-        if state is None:
-            self.feature_map.new_feature_map(query.device)
-        Q = self.feature_map.forward_queries(query)  # (N, H, D)
-        K = self.feature_map.forward_keys(key)
-        S = Z = None
-        if state is not None:
-            check_state(self, state, self.state_shapes(*K.shape, value.shape[-1]), K)
-            S, Z = state
-        out, S, Z = LinearAttentionStep.apply(Q, K, value, S, Z, self.eps)  # (N, H, M)
-        return out, [S, Z]
+        return linear_step(self, query, key, value, state)
 
     def array_function(self, reads):
         """``(qk (2, N, H, E), v, state) -> (out, state)`` on arrays for a fused step, or
@@ -272,6 +263,27 @@ class RecurrentLinearAttention(FeatureMapAttention):
         if phi is None:
             return None
         return linear_attend(phi, eps, self.state_shapes)
+
+
+def linear_step(attention, query: Tensor, key: Tensor, value: Tensor, state, decay=None):
+    """The module path of one linear-attention position for ``attention`` (a recurrent linear
+    attention with ``feature_map``, ``eps`` and ``state_shapes``), with an optional per-head
+    ``decay(xp, H, dtype) -> (H,)`` of the state (retention).
+
+    Returns:
+        ``(out (N, H, M), [S, Z])``.
+    """
+    if state is None:
+        attention.feature_map.new_feature_map(query.device)
+    Q = attention.feature_map.forward_queries(query)  # (N, H, D)
+    K = attention.feature_map.forward_keys(key)
+    S = Z = None
+    if state is not None:
+        check_state(attention, state, attention.state_shapes(*K.shape, value.shape[-1]), K)
+        S, Z = state
+    extra = () if decay is None else (decay(get_array_module(K._array), K.shape[1], K.dtype),)
+    out, S, Z = LinearAttentionStep.apply(Q, K, value, S, Z, attention.eps, *extra)
+    return out, [S, Z]
 
 
 def linear_attend(phi, eps: float, shapes, decay=None):

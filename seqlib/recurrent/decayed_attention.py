@@ -20,15 +20,13 @@ from seqlib.attention.gated_linear_attention import (
     GatedAttentionBase,
 )
 from seqlib.attention_registry import RecurrentAttentionRegistry
-from seqlib.core.backend import get_array_module
 from seqlib.core.functional.normalization import layer_norm_rows
 from seqlib.core.tensor import Tensor
 from seqlib.decayed_product import decayed_dot_product, log_sigmoid_array
-from seqlib.recurrent.attention import check_state, linear_attend, state_arrays
+from seqlib.recurrent.attention import check_state, linear_attend, linear_step, state_arrays
 from seqlib.recurrent.fused import linear_arrays
 from seqlib.recurrent.step_maths import (
     DecayedAttentionStep,
-    LinearAttentionStep,
     affine,
     decayed_attention_step,
 )
@@ -75,17 +73,10 @@ class RecurrentRetention(CausalRetention):
         return [state[..., :M], state[..., M]]
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, state=None):
-        if state is None:
-            self.feature_map.new_feature_map(query.device)
-        Q = self.feature_map.forward_queries(query)  # (N, H, D)
-        K = self.feature_map.forward_keys(key)
-        S = Z = None
-        if state is not None:
-            check_state(self, state, self.state_shapes(*K.shape, value.shape[-1]), K)
-            S, Z = state
-        decay = decay_array(get_array_module(K._array), K.shape[1], self.decay, K.dtype)
-        out, S, Z = LinearAttentionStep.apply(Q, K, value, S, Z, self.eps, decay)
-        return out, [S, Z]
+        return linear_step(self, query, key, value, state, self._decays)
+
+    def _decays(self, xp, heads: int, dtype):
+        return decay_array(xp, heads, self.decay, dtype)
 
     def array_function(self, reads):
         """``(qk (2, N, H, E), v, state) -> (out, state)`` on arrays for a fused step, or
