@@ -17,12 +17,12 @@ SIGTERM) saves at the end of the step, so --resume ends bit-identical to a run n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import _distributed as job
 import numpy
-from _cli import check, fail, fingerprint, flag, parse, require, restore, save, unchanged
+from _cli import check, fail, fingerprint, flag, parse, require, resumed, save, unchanged
 
 import seqlib as sl
 from seqlib import models, nn, optim
@@ -31,13 +31,16 @@ from seqlib.text import read_corpus, shakespeare_files, token_splits
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer
 
 CHECKPOINT, RUN = "checkpoint.safetensors", "train_config.json"  # in --out, with the model
+ATTENTION = {"linear": "causal-linear", "retention": "causal-retention",  # --model's attention
+             "gated-linear": "causal-gated-linear", "softmax": "full"}
 
 
 @dataclass
 class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot change it
     data: str = flag("", "a text file or a directory of .txt files; '': the Shakespeare corpus")
-    model: str = flag("linear", "causal linear attention, softmax attention or an LSTM",
-                      choices=["linear", "softmax", "lstm"], keep=True)
+    model: str = flag("linear", "causal linear attention (plain, with a fixed decay per head or "
+                      "with a gated decay), softmax attention or an LSTM",
+                      choices=[*ATTENTION, "lstm"], keep=True)
     tokenizer: str = flag("char", "characters, or SentencePiece BPE trained on the corpus",
                           choices=["char", "sentencepiece"], keep=True)
     vocab_size: int = flag(2000, "SentencePiece vocabulary size, at most", keep=True)
@@ -67,7 +70,8 @@ class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot ch
 def parse_args(argv=None) -> Config:
     """The flags given (over the saved run's with --resume), checked before any file is used."""
     config, given = parse(Config, argv, __doc__)
-    config = resumed({"distributed": False, **given}) if config.resume else config  # as run now
+    if config.resume:  # the saved run's flags, with those given now (its --distributed: as run now)
+        config = resumed(Config, {"distributed": False, **given}, CHECKPOINT, RUN)
     check(config)
     require(config.dropout < 1, f"--dropout must be < 1, got {config.dropout}")
     require(config.model == "lstm" or config.d_model % config.n_heads == 0,
@@ -81,24 +85,13 @@ def parse_args(argv=None) -> Config:
     return config
 
 
-def resumed(given: dict) -> Config:
-    """The run saved in --out, with the flags given now (those marked keep must agree)."""
-    out = Path(given.get("out", Config.out))
-    require((out / CHECKPOINT).is_file(), f"--resume: {out} holds no checkpoint to resume")
-    config = replace(restore(Config, out / RUN, given), out=str(out))
-    step = sl.load(out / CHECKPOINT)["step"]
-    require(step < config.steps, f"--resume: the run in {out} is at step {step} already: "
-            "pass a larger --steps")
-    return config
-
-
 def make_model(config: Config, vocab_size: int):
     if config.model == "lstm":
         return models.LSTMLM(models.LSTMLMConfig(vocab_size, config.d_model, 2 * config.d_model,
                                                  num_layers=2, dropout=config.dropout))
     return models.TransformerLM(models.TransformerLMConfig(
         vocab_size, config.d_model, config.n_layers, config.n_heads, dropout=config.dropout,
-        attention_type={"linear": "causal-linear", "softmax": "full"}[config.model],
+        attention_type=ATTENTION[config.model],
         max_length=config.block_size))
 
 

@@ -41,7 +41,7 @@ def test_fit_mlp_runs_and_learns(example, capsys):
     assert "validation mse" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("model", ["linear", "softmax", "lstm"])
+@pytest.mark.parametrize("model", ["linear", "retention", "gated-linear", "softmax", "lstm"])
 def test_train_lm_runs_two_steps_and_saves_a_model(tmp_path, model, example, capsys):
     result = example("train_lm").main(["--steps", "2", "--model", model, "--out", str(tmp_path),
                                        *TINY])
