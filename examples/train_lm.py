@@ -8,10 +8,11 @@ Run:
     python examples/train_lm.py --resume --steps 4000  # continue out/lm, same flags
     mpiexec -n 2 python -m mpi4py examples/train_lm.py --distributed  # see _distributed.py
 
-Prints a progress bar, the validation loss and perplexity every --eval-every steps, and a
-generated passage at the end. Saves the run to --out every --checkpoint-every steps and at the
-end: checkpoint, flags, model and tokenizer (examples/generate.py loads them). Ctrl-C (or
-SIGTERM) saves at the end of the step, so --resume ends bit-identical to a run never stopped.
+Prints a progress bar, the validation loss, perplexity and bits per character (the same units
+for every tokenizer) every --eval-every steps, and a generated passage at the end. Saves the run
+to --out every --checkpoint-every steps and at the end: checkpoint, flags, model and tokenizer
+(examples/generate.py loads them). Ctrl-C (or SIGTERM) saves at the end of the step, so --resume
+ends bit-identical to a run never stopped.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from _cli import check, fail, fingerprint, flag, parse, require, resumed, save, 
 import seqlib as sl
 from seqlib import models, nn, optim
 from seqlib.checkpoint import DeferredInterrupt
-from seqlib.text import read_corpus, shakespeare_files, token_splits
+from seqlib.text import bits_per_character, read_corpus, shakespeare_files, split_text, token_splits
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer
 
 CHECKPOINT, RUN = "checkpoint.safetensors", "train_config.json"  # in --out, with the model
@@ -145,6 +146,7 @@ def main(argv=None) -> dict:
         train, val = token_splits(text, tokenizer, config.block_size + 1)
     except ValueError as error:
         fail(f"{source}: {error}: use a longer text or a smaller --block-size")
+    characters = len(split_text(text)[1])  # of the validation part: for bits per character
     job.say(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
             f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
     stream, trained = batches(train, config, sampler.numpy_generator), job.wrap(model)
@@ -155,7 +157,7 @@ def main(argv=None) -> dict:
             save(config, out / RUN)
         sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer, scheduler=scheduler,
                            step=step, generators={"batches": sampler}, sha256=run)
-    val_loss = float("nan")
+    val_loss = val_bpc = float("nan")
     with DeferredInterrupt() as interrupt, job.Progress(config, step) as bar:
         while step < config.steps and not job.agree(interrupt.requested):  # all stop together
             inputs, targets = next(stream)
@@ -168,9 +170,10 @@ def main(argv=None) -> dict:
             step += 1
             bar.step(loss.item())  # shows the loss averaged over the processes
             if step % config.eval_every == 0 or step == config.steps:
-                val_loss = evaluate(model, val, config)
-                job.say(f"step {step}: validation loss {val_loss:.4f}, "
-                        f"perplexity {math.exp(val_loss):.2f}")
+                with bar.paused():  # the history's seconds: training time, no validation
+                    val_loss = evaluate(model, val, config)
+                    val_bpc = bits_per_character(val_loss, len(val), characters)
+                bar.validated(step, val_loss, val_bpc)  # prints it, adds it to the history
             if step % config.checkpoint_every == 0:
                 save_all()
         save_all()  # a signal meanwhile waits: the files are complete
@@ -181,10 +184,11 @@ def main(argv=None) -> dict:
         text = sl.generate(model.eval(), val[:1].tolist(), config.sample_tokens,
                            temperature=config.temperature, seed=config.seed)
         print(f"\n--- sample ---\n{tokenizer.decode(val[:1].tolist() + text)}\n--------------")
-        print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; "
-              f"{bar.seconds:.0f} s; model saved to {out}")
+        print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}, "
+              f"{val_bpc:.3f} bits per character; {bar.seconds:.0f} s; model saved to {out}")
     job.finish()
-    return {"step": step, "val_loss": val_loss, "interrupted": interrupted, "losses": bar.losses}
+    return {"step": step, "val_loss": val_loss, "val_bpc": val_bpc, "interrupted": interrupted,
+            "losses": bar.losses, "history": bar.history}  # history: {step, seconds, val_*}
 
 
 if __name__ == "__main__":
