@@ -7,7 +7,7 @@ resumed run cannot change (what shapes its model). ``parse`` returns the config 
 separately, the flags the user actually typed, so that a resumed run tells a flag given again
 from a changed one. Bad flags stop the script with a one-line error (``fail``). What a resumed
 run must find as it was, besides its flags (its text, its tokenizer), it checks by
-``fingerprint``.
+``fingerprint``; ``resumed`` gives the flags of a run to continue.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import seqlib as sl
 from seqlib.atomic_write import atomic_write
 
 OURS = ("minimum", "keep")  # flag() options for this module, not for argparse
@@ -103,6 +104,19 @@ def restore(config_class, path: Path, given: dict):
                  f"has {option(name)} {saved.get(name)}: leave it out, or start a new run")
     known = {field.name for field in dataclasses.fields(config_class)}
     return config_class(**{**{k: v for k, v in saved.items() if k in known}, **given})
+
+
+def resumed(config_class, given: dict, checkpoint: str, run: str):
+    """The run saved in --out to continue: its flags (``run``, in --out) with those ``given``
+    now, as ``restore`` merges them, once its ``checkpoint`` (in --out) is found at a step
+    before --steps. ``config_class`` has the fields ``out`` and ``steps``."""
+    out = Path(given.get("out", config_class.out))
+    require((out / checkpoint).is_file(), f"--resume: {out} holds no checkpoint to resume")
+    config = dataclasses.replace(restore(config_class, out / run, given), out=str(out))
+    step = sl.load(out / checkpoint)["step"]
+    require(step < config.steps, f"--resume: the run in {out} is at step {step} already: "
+            "pass a larger --steps")
+    return config
 
 
 def fingerprint(**parts) -> dict:

@@ -15,6 +15,8 @@ here is that of a single process, at no cost.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import time
 
@@ -60,7 +62,9 @@ def device_of(device: str) -> str:
 
 class Progress(tqdm):
     """The training's progress bar, on rank 0 only: the loss of each step, averaged over the
-    processes, and the tokens per second of all of them."""
+    processes, and the tokens per second of all of them; and the record of the validations,
+    timed by a training clock that stops while they run (so that runs compare on training
+    time)."""
 
     def __init__(self, config, step: int):
         super().__init__(total=config.steps, initial=step, desc="training", dynamic_ncols=True,
@@ -68,17 +72,41 @@ class Progress(tqdm):
         self.tokens = config.batch_size * config.block_size  # per step, of all processes
         self.started = time.perf_counter()
         self.losses = []  # of the steps taken since, averaged over the processes
+        self.history = []  # {step, seconds, val_loss, val_bpc} of each validation since
+        self.paused_seconds = 0.0  # spent in ``paused`` blocks (validations): not training
 
     @property
     def seconds(self) -> float:
         """Since the bar began."""
         return time.perf_counter() - self.started
 
+    @property
+    def training_seconds(self) -> float:
+        """Since the bar began, less the time spent in ``paused`` blocks."""
+        return self.seconds - self.paused_seconds
+
+    @contextlib.contextmanager
+    def paused(self):
+        """A block whose time the training clock leaves out (a validation)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_seconds += time.perf_counter() - started
+
+    def validated(self, step: int, loss: float, bpc: float) -> None:
+        """Print a validation's loss (nats per token), perplexity and bits per character, and
+        record them with the step and the training seconds so far."""
+        self.history.append({"step": step, "seconds": self.training_seconds, "val_loss": loss,
+                             "val_bpc": bpc})
+        say(f"step {step}: validation loss {loss:.4f}, perplexity {math.exp(loss):.2f}, "
+            f"{bpc:.3f} bits per character")
+
     def step(self, loss: float) -> None:
         """Count a step that had this process's ``loss``."""
         self.losses.append(average(loss))
         self.update(1)
-        rate = self.tokens * len(self.losses) / max(self.seconds, 1e-9)
+        rate = self.tokens * len(self.losses) / max(self.training_seconds, 1e-9)
         self.set_postfix(loss=f"{self.losses[-1]:.3f}", tok_s=f"{rate:,.0f}")
 
 

@@ -8,36 +8,40 @@ Run:
     python examples/train_lm.py --resume --steps 4000  # continue out/lm, same flags
     mpiexec -n 2 python -m mpi4py examples/train_lm.py --distributed  # see _distributed.py
 
-Prints a progress bar, the validation loss and perplexity every --eval-every steps, and a
-generated passage at the end. Saves the run to --out every --checkpoint-every steps and at the
-end: checkpoint, flags, model and tokenizer (examples/generate.py loads them). Ctrl-C (or
-SIGTERM) saves at the end of the step, so --resume ends bit-identical to a run never stopped.
+Prints a progress bar, the validation loss, perplexity and bits per character (the same units
+for every tokenizer) every --eval-every steps, and a generated passage at the end. Saves the run
+to --out every --checkpoint-every steps and at the end: checkpoint, flags, model and tokenizer
+(examples/generate.py loads them). Ctrl-C (or SIGTERM) saves at the end of the step, so --resume
+ends bit-identical to a run never stopped.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import _distributed as job
 import numpy
-from _cli import check, fail, fingerprint, flag, parse, require, restore, save, unchanged
+from _cli import check, fail, fingerprint, flag, parse, require, resumed, save, unchanged
 
 import seqlib as sl
 from seqlib import models, nn, optim
 from seqlib.checkpoint import DeferredInterrupt
-from seqlib.text import read_corpus, shakespeare_files, token_splits
+from seqlib.text import bits_per_character, read_corpus, shakespeare_files, split_text, token_splits
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer
 
 CHECKPOINT, RUN = "checkpoint.safetensors", "train_config.json"  # in --out, with the model
+ATTENTION = {"linear": "causal-linear", "retention": "causal-retention",  # --model's attention
+             "gated-linear": "causal-gated-linear", "softmax": "full"}
 
 
 @dataclass
 class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot change it
     data: str = flag("", "a text file or a directory of .txt files; '': the Shakespeare corpus")
-    model: str = flag("linear", "causal linear attention, softmax attention or an LSTM",
-                      choices=["linear", "softmax", "lstm"], keep=True)
+    model: str = flag("linear", "causal linear attention (plain, with a fixed decay per head or "
+                      "with a gated decay), softmax attention or an LSTM",
+                      choices=[*ATTENTION, "lstm"], keep=True)
     tokenizer: str = flag("char", "characters, or SentencePiece BPE trained on the corpus",
                           choices=["char", "sentencepiece"], keep=True)
     vocab_size: int = flag(2000, "SentencePiece vocabulary size, at most", keep=True)
@@ -67,7 +71,8 @@ class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot ch
 def parse_args(argv=None) -> Config:
     """The flags given (over the saved run's with --resume), checked before any file is used."""
     config, given = parse(Config, argv, __doc__)
-    config = resumed({"distributed": False, **given}) if config.resume else config  # as run now
+    if config.resume:  # the saved run's flags, with those given now (its --distributed: as run now)
+        config = resumed(Config, {"distributed": False, **given}, CHECKPOINT, RUN)
     check(config)
     require(config.dropout < 1, f"--dropout must be < 1, got {config.dropout}")
     require(config.model == "lstm" or config.d_model % config.n_heads == 0,
@@ -81,24 +86,13 @@ def parse_args(argv=None) -> Config:
     return config
 
 
-def resumed(given: dict) -> Config:
-    """The run saved in --out, with the flags given now (those marked keep must agree)."""
-    out = Path(given.get("out", Config.out))
-    require((out / CHECKPOINT).is_file(), f"--resume: {out} holds no checkpoint to resume")
-    config = replace(restore(Config, out / RUN, given), out=str(out))
-    step = sl.load(out / CHECKPOINT)["step"]
-    require(step < config.steps, f"--resume: the run in {out} is at step {step} already: "
-            "pass a larger --steps")
-    return config
-
-
 def make_model(config: Config, vocab_size: int):
     if config.model == "lstm":
         return models.LSTMLM(models.LSTMLMConfig(vocab_size, config.d_model, 2 * config.d_model,
                                                  num_layers=2, dropout=config.dropout))
     return models.TransformerLM(models.TransformerLMConfig(
         vocab_size, config.d_model, config.n_layers, config.n_heads, dropout=config.dropout,
-        attention_type={"linear": "causal-linear", "softmax": "full"}[config.model],
+        attention_type=ATTENTION[config.model],
         max_length=config.block_size))
 
 
@@ -152,6 +146,7 @@ def main(argv=None) -> dict:
         train, val = token_splits(text, tokenizer, config.block_size + 1)
     except ValueError as error:
         fail(f"{source}: {error}: use a longer text or a smaller --block-size")
+    characters = len(split_text(text)[1])  # of the validation part: for bits per character
     job.say(f"{config.model} model, {sum(p.numel() for p in model.parameters()):,} parameters, "
             f"{len(train):,} training tokens ({config.tokenizer}, vocab {tokenizer.vocab_size})")
     stream, trained = batches(train, config, sampler.numpy_generator), job.wrap(model)
@@ -162,7 +157,7 @@ def main(argv=None) -> dict:
             save(config, out / RUN)
         sl.save_checkpoint(out / CHECKPOINT, model=model, optimizer=optimizer, scheduler=scheduler,
                            step=step, generators={"batches": sampler}, sha256=run)
-    val_loss = float("nan")
+    val_loss = val_bpc = float("nan")
     with DeferredInterrupt() as interrupt, job.Progress(config, step) as bar:
         while step < config.steps and not job.agree(interrupt.requested):  # all stop together
             inputs, targets = next(stream)
@@ -175,9 +170,10 @@ def main(argv=None) -> dict:
             step += 1
             bar.step(loss.item())  # shows the loss averaged over the processes
             if step % config.eval_every == 0 or step == config.steps:
-                val_loss = evaluate(model, val, config)
-                job.say(f"step {step}: validation loss {val_loss:.4f}, "
-                        f"perplexity {math.exp(val_loss):.2f}")
+                with bar.paused():  # the history's seconds: training time, no validation
+                    val_loss = evaluate(model, val, config)
+                    val_bpc = bits_per_character(val_loss, len(val), characters)
+                bar.validated(step, val_loss, val_bpc)  # prints it, adds it to the history
             if step % config.checkpoint_every == 0:
                 save_all()
         save_all()  # a signal meanwhile waits: the files are complete
@@ -188,10 +184,11 @@ def main(argv=None) -> dict:
         text = sl.generate(model.eval(), val[:1].tolist(), config.sample_tokens,
                            temperature=config.temperature, seed=config.seed)
         print(f"\n--- sample ---\n{tokenizer.decode(val[:1].tolist() + text)}\n--------------")
-        print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; "
-              f"{bar.seconds:.0f} s; model saved to {out}")
+        print(f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}, "
+              f"{val_bpc:.3f} bits per character; {bar.seconds:.0f} s; model saved to {out}")
     job.finish()
-    return {"step": step, "val_loss": val_loss, "interrupted": interrupted, "losses": bar.losses}
+    return {"step": step, "val_loss": val_loss, "val_bpc": val_bpc, "interrupted": interrupted,
+            "losses": bar.losses, "history": bar.history}  # history: {step, seconds, val_*}
 
 
 if __name__ == "__main__":

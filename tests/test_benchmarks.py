@@ -7,13 +7,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import sys
 from types import SimpleNamespace
 
 import pytest
-from scripts import BENCHMARKS, help_text, load, options, scripts
+from scripts import BENCHMARKS, EXAMPLES, help_text, load, options, scripts
 
 RESULTS = BENCHMARKS / "results"
+SAMPLE = str(BENCHMARKS.parent / "tests" / "data" / "hamlet_sample.txt")
 TOY = {  # seconds, not minutes
     "attention_speed": ["--lengths", "16", "40", "--positions", "4", "8", "--d-model", "8",
                         "--heads", "2", "--layers", "1", "--repeat", "1", "--max-gb", "1e-6"],
@@ -146,3 +148,66 @@ def test_attention_speed_plots_are_titled_by_their_arguments(benchmark_module):
         marks = [line for line in axis.get_lines() if line.get_marker() == "x"]
         assert [list(line.get_xdata()) for line in marks] == [[128]]
         assert "skipped (memory)" in [t.get_text() for t in axis.get_legend().get_texts()]
+
+
+@pytest.fixture
+def tiny_recipes(benchmark_module, monkeypatch):
+    """benchmarks/recipes.py with three tiny recipes (a character model, a retention one and a
+    SentencePiece one) in place of the main job's."""
+    module = benchmark_module("recipes")[0]
+    tiny = {**module.MAIN_JOB, "d_model": 16, "n_layers": 1, "n_heads": 2, "block_size": 16,
+            "batch_size": 2, "warmup": 2}
+    monkeypatch.setattr(module, "RECIPES", {
+        "tiny": tiny, "tiny-retention": {**tiny, "model": "retention"},
+        "tiny-bpe": {**tiny, "tokenizer": "sentencepiece", "vocab_size": 400}})
+    return module
+
+
+def test_recipes_draw_a_curve_per_recipe_within_the_budget(tiny_recipes, tmp_path, capsys):
+    out = tmp_path / "out"
+    report = tiny_recipes.main(["--budget", "0.2", "--data", SAMPLE, "--eval-batches", "1",
+                                "--points", "4", "--out", str(out)])
+    written = json.loads((out / "recipes_cpu.json").read_text())
+    assert written["results"] == json.loads(json.dumps(report["results"]))
+    assert [r["name"] for r in written["results"]] == ["tiny", "tiny-retention", "tiny-bpe"]
+    for result in written["results"]:
+        history = result["history"]
+        steps = [point["step"] for point in history]
+        seconds = [point["seconds"] for point in history]
+        assert steps == sorted(set(steps)) and steps[-1] == result["steps"]
+        assert len(history) >= min(4, result["steps"])  # about --points validations
+        assert seconds == sorted(seconds) and 0 < seconds[-1] == result["seconds"]
+        assert result["final_val_bpc"] == history[-1]["val_bpc"] > 0
+        assert result["tokens_per_s"] > 0 and result["pilot_seconds_per_step"] > 0
+    bpe = written["results"][-1]
+    assert bpe["final_val_bpc"] < bpe["final_val_loss"] / math.log(2)  # tokens of >1 character
+    files = {path.name for path in out.iterdir()}
+    assert files == ({"recipes_cpu.json", "recipes_cpu.png"}
+                     if importlib.util.find_spec("matplotlib") else {"recipes_cpu.json"})
+    output = capsys.readouterr().out
+    assert "[3/3] tiny-bpe: " in output and "pilot: " in output
+    assert "recipe          final bpc" in output  # the summary table
+
+
+def test_recipes_list_and_select_by_name(benchmark_module, capsys):
+    module = benchmark_module("recipes")[0]
+    listed = module.main(["--list", "--recipes", "lr1e-3,sp512"])
+    assert list(listed["recipes"]) == ["lr1e-3", "sp512"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["recipe", "lr1e-3", "sp512"]
+    with pytest.raises(SystemExit):
+        module.main(["--list", "--recipes", "lr1e-3,no-such-recipe"])
+    assert "no-such-recipe; choose from main-job," in capsys.readouterr().err
+
+
+def test_every_recipe_is_a_valid_train_lm_command(benchmark_module, monkeypatch):
+    """Flags that train_lm.py accepts (choices, --d-model divisible by --n-heads, ...), and the
+    main job's recipe is train_lm.py's defaults."""
+    module = benchmark_module("recipes")[0]
+    train_lm = load(EXAMPLES / "train_lm.py", monkeypatch)
+    assert set(module.RECIPES) >= {"main-job", "retention", "gated-linear", "sp512"}
+    for name, flags in module.RECIPES.items():
+        config = train_lm.parse_args([*module.arguments(flags), "--data", SAMPLE])
+        assert {key: getattr(config, key) for key in flags} == flags, name
+    defaults = train_lm.Config()
+    assert module.RECIPES["main-job"] == {key: getattr(defaults, key) for key in module.MAIN_JOB}

@@ -4,6 +4,8 @@ bad flags with a one-line error before it reads or writes anything."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 
 import numpy
@@ -41,14 +43,17 @@ def test_fit_mlp_runs_and_learns(example, capsys):
     assert "validation mse" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("model", ["linear", "softmax", "lstm"])
+@pytest.mark.parametrize("model", ["linear", "retention", "gated-linear", "softmax", "lstm"])
 def test_train_lm_runs_two_steps_and_saves_a_model(tmp_path, model, example, capsys):
     result = example("train_lm").main(["--steps", "2", "--model", model, "--out", str(tmp_path),
                                        *TINY])
     assert result["step"] == 2 and result["val_loss"] > 0
+    assert result["val_bpc"] == pytest.approx(result["val_loss"] / math.log(2))  # a char each
+    assert [point["step"] for point in result["history"]] == [2]
     assert (tmp_path / "config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
     output = capsys.readouterr().out
     assert "--- sample ---" in output and "perplexity" in output
+    assert f"{result['val_bpc']:.3f} bits per character" in output.splitlines()[-1]
     text = example("generate").main(["--model", str(tmp_path), "--prompt", "Ham", "--tokens", "4"])
     assert text.startswith("Ham") and len(text) == 7
 
@@ -57,11 +62,33 @@ def test_train_lm_with_sentencepiece_and_resume(tmp_path, example, capsys):
     train_lm = example("train_lm")
     common = ["--out", str(tmp_path), "--tokenizer", "sentencepiece", "--vocab-size", "400",
               "--checkpoint-every", "1", *TINY]
-    train_lm.main(["--steps", "2", *common])
+    result = train_lm.main(["--steps", "2", *common])
     assert (tmp_path / "tokenizer.model").is_file()
+    # a token spans more than one character: fewer bits per character than per token
+    assert 0 < result["val_bpc"] < 0.9 * result["val_loss"] / math.log(2)
     resumed = train_lm.main(["--steps", "3", "--resume", *common])  # repeating flags is fine
     assert resumed["step"] == 3
     assert "resumed the run in" in capsys.readouterr().out
+
+
+def test_train_lm_history_times_training_without_validation(tmp_path, example, monkeypatch):
+    """Each validation point has the step, the validation loss and bits per character, and the
+    seconds of training so far: the validations (slowed to 0.5 s here) are not counted."""
+    train_lm = example("train_lm")
+    evaluate = train_lm.evaluate
+
+    def slow(*args):
+        time.sleep(0.5)
+        return evaluate(*args)
+
+    monkeypatch.setattr(train_lm, "evaluate", slow)
+    result = train_lm.main(["--steps", "5", "--eval-every", "2", "--out", str(tmp_path), *TINY])
+    history = result["history"]
+    assert [point["step"] for point in history] == [2, 4, 5]
+    assert history[-1]["val_loss"] == result["val_loss"]
+    assert history[-1]["val_bpc"] == result["val_bpc"]
+    seconds = [point["seconds"] for point in history]
+    assert 0 < seconds[0] < seconds[1] < seconds[2] < 0.5  # 5 tiny steps, not 1.5 s of waiting
 
 
 def test_train_lm_resume_takes_the_model_and_tokenizer_from_out(tmp_path, example, capsys):

