@@ -1,24 +1,23 @@
-"""The worker threads of the CPU kernels, and how their number accounts for BLAS's own threads.
+"""The worker threads of the CPU kernels.
 
 The CPU causal product cuts its work into blocks of heads (or batch rows) and runs them on a
 pool of worker threads: NumPy releases the GIL inside matmul and copies, so the cores share the
-many small GEMMs. Each worker's GEMMs may in turn run on BLAS's threads, so the default keeps
-``workers x BLAS threads <= CPUs`` (no oversubscription)::
+many small GEMMs. The default is one worker per CPU (at most ``MAX_DEFAULT_THREADS``)::
 
-    default workers = max(1, min(MAX_DEFAULT_THREADS, cpus // blas_threads))
+    default workers = max(1, min(MAX_DEFAULT_THREADS, cpus))
 
 * ``cpus``: the CPUs this process may run on (its affinity mask).
-* ``blas_threads``: the first of ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``,
-  ``BLIS_NUM_THREADS``, ``OMP_NUM_THREADS`` that is set to a positive number (BLAS reads them
-  when it loads), else ``cpus``, BLAS's own default of one thread per CPU. A BLAS thread count
-  changed at run time (threadpoolctl, ``openblas_set_num_threads``) is not seen: call
-  ``set_num_threads`` too.
+
+BLAS's own threads do not lower it: the kernels' GEMMs (a chunk, ``C x D`` by ``D x M``, about
+64^3 multiply-adds) are below the size at which OpenBLAS splits a GEMM over threads (it gives
+a GEMM one thread per 262,144 multiply-adds), so each worker's GEMMs run in the worker itself.
+Measured on 2 CPUs with BLAS's default of 2 threads (fp32, forward+backward): the causal
+product at ``N=1, H=8, L=4096, D=M=64`` took 66 ms on one worker and 42 ms on two; a
+TransformerLM training step (d_model 256, 16 x 256 tokens) 775 ms and 646 ms. ``blas_threads``
+still says what BLAS's variables ask for, for callers that size their own work by it.
 
 Explicit settings win over the default: ``set_num_threads(n)`` in the program, else the
-environment variable ``SEQLIB_NUM_THREADS=n``. With a single BLAS thread
-(``OPENBLAS_NUM_THREADS=1``) the default is one worker per CPU, the fastest setting for the
-causal product alone (its GEMMs are too small for BLAS to split); a model's large GEMMs
-(linear layers) prefer BLAS threads, which leave fewer workers.
+environment variable ``SEQLIB_NUM_THREADS=n``.
 
 Importing the kernels starts no thread and changes no setting; the pool starts on first use.
 """
@@ -65,8 +64,8 @@ def blas_threads() -> int:
 
 
 def default_num_threads() -> int:
-    """``max(1, min(MAX_DEFAULT_THREADS, cpus // blas_threads))``."""
-    return max(1, min(MAX_DEFAULT_THREADS, cpu_count() // blas_threads()))
+    """``max(1, min(MAX_DEFAULT_THREADS, cpus))``."""
+    return max(1, min(MAX_DEFAULT_THREADS, cpu_count()))
 
 
 def set_num_threads(n: int | None) -> None:
