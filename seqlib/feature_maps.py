@@ -80,6 +80,14 @@ class ActivationFunctionFeatureMap(FeatureMap):
     def array_function(self, reads):
         return ARRAY_FORMS.get(reads.get(self, "activation_function"))
 
+    def array_pair(self):
+        """``(phi, slope)`` on raw arrays for the fused training path of causal linear
+        attention, or None: ``phi(x, out)`` as ``array_function`` and ``slope(features, g,
+        out)``, ``out[:] = g * phi'(x)`` from the features ``phi(x)``."""
+        phi = ARRAY_FORMS.get(self.activation_function)
+        slope = ARRAY_SLOPES.get(self.activation_function)
+        return None if phi is None or slope is None else (phi, slope)
+
 
 def elu_plus_one_into(x, out):
     """``out[:] = elu(x) + 1 = max(x, 0) + exp(min(x, 0))`` on NumPy/CuPy arrays; ``out`` may
@@ -89,6 +97,19 @@ def elu_plus_one_into(x, out):
     xp.exp(low, out=low)
     xp.maximum(x, 0, out=out)
     out += low
+    return out
+
+
+def elu_plus_one_slope_into(features, g, out):
+    """``out[:] = g * d(elu(x) + 1)/dx`` from ``features = elu(x) + 1``: the derivative is 1
+    where x > 0 and ``exp(x) = features`` elsewhere, so ``min(features, 1)``. Returns ``out``
+    (which may be ``g``)."""
+    xp = get_array_module(features)
+    if out is g:
+        out *= xp.minimum(features, 1)
+        return out
+    xp.minimum(features, 1, out=out)
+    out *= g
     return out
 
 
@@ -107,9 +128,7 @@ class _EluPlusOne(Function):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        slope = get_array_module(g).minimum(out, 1)
-        slope *= g
-        return slope
+        return elu_plus_one_slope_into(out, g, get_array_module(g).empty_like(out))
 
 
 def _elu_plus_one(x: Tensor) -> Tensor:
@@ -121,6 +140,9 @@ def _elu_plus_one(x: Tensor) -> Tensor:
 # Activation functions of tensors -> the same maps on raw arrays, ``fn(x, out)`` (``out`` may be
 # ``x``), for the fused step of ActivationFunctionFeatureMap. Register yours here.
 ARRAY_FORMS = {_elu_plus_one: elu_plus_one_into}
+# ... and their derivatives, ``slope(features, g, out)`` (see ``array_pair``), for the fused
+# training path of causal linear attention.
+ARRAY_SLOPES = {_elu_plus_one: elu_plus_one_slope_into}
 
 
 def elu_feature_map(query_dims: int) -> ActivationFunctionFeatureMap:
@@ -264,6 +286,17 @@ class GeneralizedRandomFeatures(RandomFourierFeatures):
         if self.softmax_temp != 1.0:
             x = x * math.sqrt(self.softmax_temp)
         return self.kernel_fn(x @ self.omega.to(x.dtype))
+
+
+def fused_feature_map(feature_map: FeatureMap):
+    """``feature_map``'s ``array_pair()`` (see ActivationFunctionFeatureMap), or None where it
+    has none or a subclass overrides a method that the pair stands for."""
+    from seqlib.recurrent.fused import defines_array_function
+
+    if not defines_array_function(feature_map, ("forward", "forward_queries", "forward_keys"),
+                                  name="array_pair"):
+        return None
+    return feature_map.array_pair()
 
 
 class FeatureMapAttention(Module):

@@ -199,3 +199,77 @@ def test_permuted_inputs_and_every_thread_split_match_naive(workers, N, H):
     for a, b in zip(grads, expected):
         assert a.shape == b.shape and a.flags.c_contiguous
         numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def naive_linear_attention(q, k, v, eps, mask=None, feature=True):
+    """Causal linear attention on (N, L, H, *) arrays by the quadratic formula."""
+    if feature:
+        q, k = (numpy.where(x > 0, x + 1, numpy.exp(numpy.minimum(x, 0))) for x in (q, k))
+    if mask is not None:
+        k = k * mask[:, :, None, None]
+    L = q.shape[1]
+    scores = numpy.einsum("nlhd,nshd->nhls", q, k) * numpy.tril(numpy.ones((L, L)))
+    numerators = numpy.einsum("nhls,nshm->nlhm", scores, v)
+    return numerators / (scores.sum(-1).transpose(0, 2, 1)[..., None] + eps)
+
+
+ATTEND_SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 20), st.integers(1, 3),
+                          st.integers(1, 5), st.integers(1, 5))
+
+
+@given(shape=ATTEND_SHAPES, mapped=st.booleans(), masked=st.booleans(),
+       chunk=st.sampled_from([None, 1, 4]))
+def test_causal_linear_attend_matches_naive_and_gradchecks(shape, mapped, masked, chunk):
+    from seqlib.causal_product import causal_linear_attend
+    from seqlib.feature_maps import elu_feature_map
+
+    N, L, H, E, M = shape
+    rng = numpy.random.default_rng(L * 31 + E)
+    q, k = (rng.standard_normal((N, L, H, E)) for _ in range(2))
+    if not mapped:  # features already: positive
+        q, k = numpy.exp(q), numpy.exp(k)
+    v = rng.standard_normal((N, L, H, M))
+    mask = (numpy.arange(L)[None] < rng.integers(1, L + 1, (N, 1))).astype(float) if masked \
+        else None
+    pair = elu_feature_map(E).array_pair() if mapped else None
+    tensors = [sl.tensor(a, requires_grad=True) for a in (q, k, v)]
+    key_mask = None if mask is None else sl.tensor(mask)
+
+    def fn(q, k, v):
+        return causal_linear_attend(q, k, v, 1e-6, pair, key_mask, chunk)
+
+    numpy.testing.assert_allclose(fn(*tensors).detach().numpy(),
+                                  naive_linear_attention(q, k, v, 1e-6, mask, mapped),
+                                  rtol=1e-10, atol=1e-12)
+    sl.gradcheck(fn, tensors)
+
+
+def test_causal_linear_attention_layer_equals_the_unfused_composition():
+    """The fused path of CausalLinearAttention (feature map inside the Function) gives the
+    forward and gradients of the plain composition of feature map, causal product and
+    division, in float32."""
+    from seqlib.attention import CausalLinearAttention
+    from seqlib.causal_product import causal_dot_product
+    from seqlib.masking import LengthMask, TriangularCausalMask
+
+    rng = numpy.random.default_rng(0)
+    N, L, H, E, M = 2, 70, 3, 8, 5
+    arrays = [rng.standard_normal((N, L, H, D)).astype(numpy.float32) for D in (E, E, M)]
+    lengths = LengthMask(sl.tensor([L, 50]), L)
+    attention = CausalLinearAttention(E)
+
+    def plain(q, k, v):
+        Q = attention.feature_map(q).permute(0, 2, 1, 3)
+        K = attention.feature_map(k) * lengths.float_matrix[:, :, None, None]
+        numerators = causal_dot_product(Q, K.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3))
+        normaliser = (Q * K.permute(0, 2, 1, 3).cumsum(2)).sum(-1, keepdim=True)
+        return (numerators / (normaliser + attention.eps)).permute(0, 2, 1, 3)
+
+    results = []
+    for fn in (plain, lambda q, k, v: attention(q, k, v, TriangularCausalMask(L), None, lengths)):
+        tensors = [sl.tensor(a, requires_grad=True) for a in arrays]
+        out = fn(*tensors)
+        (out * sl.tensor(arrays[2][..., :1])).sum().backward()
+        results.append([out.detach().numpy()] + [t.grad.numpy() for t in tensors])
+    for fused, reference in zip(*results):
+        numpy.testing.assert_allclose(fused, reference, rtol=2e-4, atol=2e-6)

@@ -10,11 +10,11 @@ from seqlib.attention_registry import (
     Int,
     Optional,
 )
-from seqlib.causal_product import causal_dot_product
-from seqlib.core.creation import ones, zeros
+from seqlib.causal_product import causal_linear_attend
+from seqlib.core.creation import zeros
 from seqlib.core.ops.shape import cat
 from seqlib.core.tensor import Tensor
-from seqlib.feature_maps import FeatureMapAttention
+from seqlib.feature_maps import FeatureMapAttention, fused_feature_map
 
 
 class CausalLinearAttention(FeatureMapAttention):
@@ -43,18 +43,17 @@ class CausalLinearAttention(FeatureMapAttention):
                 "(TriangularCausalMask)"
             )
         self.feature_map.new_feature_map(queries.device)
+        L = queries.shape[1]
+        pair = fused_feature_map(self.feature_map)
+        if pair is not None and keys.shape[1] == L:  # the map inside the Function
+            mask = None
+            if key_lengths is not None and not key_lengths.all_ones:
+                mask = key_lengths.float_matrix.to(queries.dtype)
+            return causal_linear_attend(queries, keys, values, self.eps, pair, mask)
         Q = self.feature_map.forward_queries(queries)
         K = self.masked_keys(keys, key_lengths)
-        K, values = _match_length(K, values, queries.shape[1])
-        M = values.shape[-1]
-        # NOTE: a column of ones appended to V makes the last output column Q_i . cumsum(K)_i,
-        # the normaliser, so one causal product (and one backward pass) serves both.
-        with_ones = cat([values, ones(*values.shape[:3], 1, dtype=values.dtype,
-                                      device=values.device)], dim=-1)
-        product = causal_dot_product(Q.permute(0, 2, 1, 3), K.permute(0, 2, 1, 3),
-                                     with_ones.permute(0, 2, 1, 3))  # (N, H, L, M + 1)
-        out = product[..., :M] / (product[..., M:] + self.eps)
-        return out.permute(0, 2, 1, 3).contiguous()
+        K, values = _match_length(K, values, L)
+        return causal_linear_attend(Q, K, values, self.eps)
 
 
 def _match_length(keys: Tensor, values: Tensor, length: int):

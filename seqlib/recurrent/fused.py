@@ -122,11 +122,13 @@ class Reads:
         return self._arrays
 
 
-def defines_array_function(module: Module, methods=("forward",)) -> bool:
-    """Whether ``module``'s ``array_function`` computes what its ``methods`` do: it does unless
-    a subclass overrides one of them below the class that defines ``array_function``."""
+def defines_array_function(module: Module, methods=("forward",),
+                            name: str = "array_function") -> bool:
+    """Whether ``module``'s ``array_function`` (or the method called ``name``) computes what
+    its ``methods`` do: it does unless a subclass overrides one of them below the class that
+    defines it."""
     for cls in type(module).__mro__:
-        if "array_function" in vars(cls):
+        if name in vars(cls):
             return True
         if any(method in vars(cls) for method in methods):
             return False
