@@ -62,34 +62,53 @@ _BLOCK = 1 << 16
 _FOUR = numpy.float32(4.0)
 
 
-def _erf_single(x):
+def _erf_single(x, out=None):
     flat = numpy.ascontiguousarray(x, dtype=numpy.float32).reshape(-1)
-    out = numpy.empty_like(flat)
+    direct = (out is not None and out.dtype == numpy.float32 and out.flags.c_contiguous
+              and out.shape == x.shape)
+    result = out.reshape(-1) if direct else numpy.empty_like(flat)
     n = min(_BLOCK, flat.size)
     clipped, square, denominator = (numpy.empty(n, numpy.float32) for _ in range(3))
     for start in range(0, flat.size, _BLOCK):
         stop = min(start + _BLOCK, flat.size)
         m = stop - start
-        c, z, d, o = clipped[:m], square[:m], denominator[:m], out[start:stop]
-        numpy.minimum(flat[start:stop], _FOUR, out=c)  # NaN stays NaN
-        numpy.maximum(c, -_FOUR, out=c)
+        c, z, d, o = clipped[:m], square[:m], denominator[:m], result[start:stop]
+        numpy.minimum(flat[start:stop], _FOUR, out=c)  # NaN stays NaN; x is read only here,
+        numpy.maximum(c, -_FOUR, out=c)  # so out may be x itself
         numpy.multiply(c, c, out=z)
         _horner_into(o, _ALPHA, z)
         o *= c
         o /= _horner_into(d, _BETA, z)
-    return out.reshape(x.shape).astype(x.dtype, copy=False)
+    if direct:
+        return out
+    return _deliver(result.reshape(x.shape), x.dtype, out)
 
 
-def erf(x):
+def _deliver(result, dtype, out):
+    """``result`` in ``dtype``, or written into ``out`` (returned) when one is given."""
+    if out is None:
+        return result.astype(dtype, copy=False)
+    out[...] = result
+    return out
+
+
+def erf(x, out=None):
     """The error function of a NumPy or CuPy float array, in the array's dtype (float64 to
-    about 1 ulp, float32/float16 to 4.2e-7)."""
+    about 1 ulp, float32/float16 to 4.2e-7).
+
+    Args:
+        x: a float array of any shape.
+        out: an array of ``x``'s shape to write into (it may be ``x`` itself), or None.
+    Returns:
+        ``erf(x)``: ``out`` when given, else a new array.
+    """
     xp = get_array_module(x)
     if xp is not numpy:
         import cupyx.scipy.special
 
-        return cupyx.scipy.special.erf(x)
+        return cupyx.scipy.special.erf(x, out=out)
     if x.dtype.itemsize <= 4:
-        return _erf_single(x)
+        return _erf_single(x, out)
     dtype = x.dtype
     with numpy.errstate(divide="ignore", over="ignore", invalid="ignore"):
         a = numpy.abs(x.astype(numpy.float64))
@@ -106,4 +125,4 @@ def erf(x):
     result = numpy.where(a < 0.84375, small, numpy.where(a < 1.25, middle, large))
     result = numpy.where(a >= 6.0, 1.0, result)
     result = numpy.where(numpy.isnan(a), a, result)
-    return numpy.copysign(result, x).astype(dtype, copy=False)
+    return _deliver(numpy.copysign(result, x), dtype, out)

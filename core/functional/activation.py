@@ -18,11 +18,9 @@ from ..tensor import Tensor
 class ReLU(Function):
     @staticmethod
     def forward(ctx, x):
-        out = get_array_module(x).maximum(x, 0)
+        out = relu_array(x)
         if ctx.needs_input_grad[0]:
-            # where the gradient passes: out is never negative, so `!= 0` is `> 0` plus NaN
-            # (PyTorch zeroes only where out <= 0); a bool mask is a quarter of the output
-            ctx.save_for_backward(out != 0)
+            ctx.save_for_backward(relu_passes(out))
         return out
 
     @staticmethod
@@ -55,9 +53,7 @@ class GELU(Function):
         if approximate == "tanh":
             inner = (x + 0.044715 * x * x * x) * math.sqrt(2 / math.pi)
             return 0.5 * x * (1 + xp.tanh(inner))
-        cdf = erf(x * (1 / math.sqrt(2)))
-        cdf *= 0.5
-        cdf += 0.5
+        cdf = normal_cdf(x)
         ctx.cdf = cdf  # backward reuses it instead of evaluating erf again
         return x * cdf
 
@@ -70,15 +66,69 @@ class GELU(Function):
             t = xp.tanh((x + 0.044715 * x * x * x) * k)
             slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
             return g * slope, None
-        slope = xp.empty_like(x)  # d/dx x * cdf(x) = cdf + x * pdf, in place on one temporary
-        xp.multiply(x, x, out=slope)
-        slope *= -0.5
-        xp.exp(slope, out=slope)
-        slope *= x
-        slope *= 1 / math.sqrt(2 * math.pi)
-        slope += ctx.cdf
+        slope = gelu_slope(x, ctx.cdf)
         slope *= g
         return slope, None
+
+
+# ---- array functions: the maths of ReLU and exact GELU, also run block by block by the
+# ---- fused bias + activation of seqlib's feed-forward blocks
+
+
+def relu_array(x, out=None):
+    """``max(x, 0)`` of a NumPy/CuPy array (``out`` may be ``x`` itself)."""
+    return get_array_module(x).maximum(x, 0, out=out)
+
+
+def relu_passes(y, out=None):
+    """Where ReLU's gradient passes, from its output ``y``: ``y`` is never negative, so
+    ``!= 0`` is ``> 0`` plus NaN (PyTorch zeroes only where y <= 0); a bool mask is a quarter
+    of the output's size. The gradient is ``select(passes, g)``; ``out``: a bool array like
+    ``y`` to write into, or None."""
+    return get_array_module(y).not_equal(y, 0, out=out)
+
+
+def normal_cdf(x, out=None):
+    """The standard normal CDF of a NumPy/CuPy float array.
+
+    .. math::
+        \\Phi(x) = \\frac{1}{2} \\left(1 + \\operatorname{erf}(x / \\sqrt{2})\\right)
+
+    Args:
+        x: any shape.
+        out: an array like ``x`` to write into (it may be ``x`` itself), or None.
+    Returns:
+        ``Phi(x)``: ``out`` when given, else a new array.
+    """
+    xp = get_array_module(x)
+    out = xp.multiply(x, 1 / math.sqrt(2), out=xp.empty_like(x) if out is None else out)
+    erf(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def gelu_slope(x, cdf, out=None):
+    """The derivative of exact GELU, from ``x`` and ``cdf = normal_cdf(x)``.
+
+    .. math::
+        \\frac{d}{dx} x \\Phi(x) = \\Phi(x) + x \\frac{e^{-x^2/2}}{\\sqrt{2 \\pi}}
+
+    Args:
+        x, cdf: arrays of one shape.
+        out: an array like ``x`` to write into (not ``x`` nor ``cdf``), or None.
+    Returns:
+        the slope: ``out`` when given, else a new array.
+    """
+    xp = get_array_module(x)
+    # then in place on this one array (an array even for 0-d x, where NumPy returns scalars)
+    out = xp.multiply(x, x, out=xp.empty_like(x) if out is None else out)
+    out *= -0.5
+    xp.exp(out, out=out)
+    out *= x
+    out *= 1 / math.sqrt(2 * math.pi)
+    out += cdf
+    return out
 
 
 class SiLU(Function):

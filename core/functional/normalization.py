@@ -12,22 +12,27 @@ from ..backend import get_array_module
 from ..tensor import Tensor
 
 
-def layer_norm_rows(rows, weight, bias, eps: float, in_place: bool = False):
+def layer_norm_rows(rows, weight, bias, eps: float, in_place: bool = False, out=None):
     """LayerNorm of each row of a 2-D NumPy/CuPy array: ``(rows - mean) / sqrt(var + eps)``,
     scaled by ``weight`` and shifted by ``bias``.
 
-    The LayerNorm Function and the fused recurrent step both compute LayerNorm with this.
+    The LayerNorm Function, the fused residual + LayerNorm and the fused recurrent step all
+    compute LayerNorm with this.
 
     Args:
         rows: ``(R, D)``.
         weight, bias: ``(D,)`` arrays or None.
         eps: added to the variance.
         in_place: compute in ``rows`` itself (an array of the caller's own, as in a fused
-            inference step); ``normalized`` is then ``out``, no longer what backward needs.
+            inference step); without ``out``, ``normalized`` is then ``out``, no longer what
+            backward needs.
+        out: an ``(R, D)`` array for the scaled and shifted rows (with ``in_place``, rows
+            then keeps the normalised rows that backward needs), or None.
     Returns:
-        ``(out, normalized, rstd)``: ``out`` ``(R, D)`` (a new array unless ``in_place``;
-        ``normalized`` itself when there is neither weight nor bias), the normalised rows and
-        the ``(R, 1)`` reciprocal standard deviations (a float for one row of a NumPy array).
+        ``(out, normalized, rstd)``: ``out`` ``(R, D)`` (a new array unless ``in_place`` or
+        ``out``; ``normalized`` itself when there is neither weight nor bias nor ``out``), the
+        normalised rows and the ``(R, 1)`` reciprocal standard deviations (a float for one row
+        of a NumPy array).
     """
     R, D = rows.shape
     size = max(D, 1)
@@ -50,7 +55,14 @@ def layer_norm_rows(rows, weight, bias, eps: float, in_place: bool = False):
         rstd = xp.sqrt(variance, out=variance)
         xp.divide(1, rstd, out=rstd)
         normalized *= rstd
-    if in_place:
+    if out is not None:
+        if weight is not None:
+            get_array_module(rows).multiply(normalized, weight, out=out)
+        else:
+            out[...] = normalized
+        if bias is not None:
+            out += bias
+    elif in_place:
         out = normalized
         if weight is not None:
             out *= weight
@@ -63,6 +75,38 @@ def layer_norm_rows(rows, weight, bias, eps: float, in_place: bool = False):
     else:
         out = normalized if bias is None else normalized + bias
     return out, normalized, rstd
+
+
+def layer_norm_rows_backward(g, normalized, rstd, weight, out=None):
+    """The gradient of ``layer_norm_rows``'s input from that of its output.
+
+    .. math::
+        dx = r \\left(g_n - \\overline{g_n} - \\hat{x}\\, \\overline{g_n \\hat{x}}\\right),
+        \\quad g_n = g \\odot w
+
+    Args:
+        g: ``(R, D)``, the gradient of the output.
+        normalized, rstd: what ``layer_norm_rows`` returned, ``(R, D)`` and ``(R, 1)``.
+        weight: ``(D,)`` or None.
+        out: an ``(R, D)`` array to write into (it may be ``g`` itself), or None.
+    Returns:
+        ``(R, D)``: ``out`` when given, else a new array.
+    """
+    xp = get_array_module(g)
+    D = normalized.shape[1]
+    if weight is not None:
+        gx = xp.multiply(g, weight, out=out)
+    elif out is None:
+        gx = g.copy()
+    else:
+        gx = out
+        gx[...] = g
+    projection = xp.einsum("rd,rd->r", gx, normalized)[:, None]
+    projection *= 1.0 / max(D, 1)
+    gx -= gx @ _average(xp, D, gx.dtype)
+    gx -= normalized * projection
+    gx *= rstd
+    return gx
 
 
 def _average(xp, D: int, dtype):
@@ -108,13 +152,8 @@ class LayerNorm(Function):
         gb = rows.sum(axis=0).reshape(ctx.shape) if need[2] else None
         gx = None
         if need[0]:
-            # dx = rstd * (gn - mean(gn) - x_hat * mean(gn * x_hat)), gn = g * weight
-            gx = rows * weight.reshape(D) if weight is not None else rows.copy()
-            projection = xp.einsum("rd,rd->r", gx, normalized)[:, None]
-            projection *= 1.0 / max(D, 1)
-            gx -= gx @ _average(xp, D, gx.dtype)
-            gx -= normalized * projection
-            gx *= rstd
+            gx = layer_norm_rows_backward(rows, normalized, rstd,
+                                          None if weight is None else weight.reshape(D))
             gx = gx.reshape(g.shape)
         return gx, gw, gb, None, None
 

@@ -32,9 +32,10 @@ _BITS = {numpy.dtype(f): numpy.dtype(i)
                       (numpy.float64, numpy.int64))}
 
 
-def select(mask, g):
+def select(mask, g, out=None):
     """``g`` where ``mask`` holds, else 0 (``mask`` broadcasts to ``g``): the gradient of an op
-    that passes some elements through and replaces the rest.
+    that passes some elements through and replaces the rest. ``out``: an array like ``g`` to
+    write into (then returned), or None for a new one.
 
     NOTE: a select, not ``g * mask``: an inf or NaN arriving at a replaced element (from
     ``sqrt`` at 0, say) must give 0 there, as in PyTorch, not ``inf * 0 = nan``. The float's
@@ -44,8 +45,15 @@ def select(mask, g):
     """
     bits = _BITS.get(g.dtype)
     if bits is None:
-        return get_array_module(g).where(mask, g, g.dtype.type(0))
-    return (g.view(bits) * mask).view(g.dtype)
+        selected = get_array_module(g).where(mask, g, g.dtype.type(0))
+        if out is None:
+            return selected
+        out[...] = selected
+        return out
+    if out is None:
+        return (g.view(bits) * mask).view(g.dtype)
+    get_array_module(g).multiply(g.view(bits), mask, out=out.view(bits))
+    return out
 
 
 def normalize_dim(dim: int, ndim: int, op: str = "") -> int:
