@@ -83,6 +83,27 @@ def test_embedding_with_empty_rows_or_index(rows, dim, index_shape):
     assert weight.grad.shape == (rows, dim) and not weight.grad.numpy().any()
 
 
+@given(rows=st.integers(1, 6), dim=st.integers(0, 3),
+       index_shape=array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=9),
+       dtype=st.sampled_from([numpy.float32, numpy.float64]), seed=st.integers(0, 3))
+def test_embedding_gradient_equals_add_at(rows, dim, index_shape, dtype, seed):
+    """The sorted, run-summed scatter-add against numpy.add.at (the same sums; the rows of one
+    index may be added in another order), and a float64 gradcheck."""
+    generator = numpy.random.default_rng(seed)
+    indices = generator.integers(0, rows, index_shape)
+    g = generator.standard_normal(index_shape + (dim,)).astype(dtype)
+    (w,) = leaves(values((rows, dim)).astype(dtype))
+    F.embedding(sl.tensor(indices), w).backward(sl.tensor(g))
+    expected = numpy.zeros((rows, dim), dtype)
+    numpy.add.at(expected, indices.ravel(), g.reshape(indices.size, dim))
+    tolerance = 1e-6 if dtype == numpy.float32 else 1e-14
+    numpy.testing.assert_allclose(w.grad.numpy(), expected, rtol=tolerance,
+                                  atol=tolerance * indices.size)
+    if dtype == numpy.float64:
+        check_op(lambda w: F.embedding(sl.tensor(indices), w), lambda w: w[indices],
+                 values((rows, dim)))
+
+
 def test_embedding_errors():
     with pytest.raises(IndexError, match="index 5 is out of range.*5 rows"):
         F.embedding(sl.tensor([5]), sl.ones(5, 2))
