@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import seqlib.core.functional as F
+from seqlib.bias_activation import bias_activation
+from seqlib.core import dtypes
 from seqlib.core.masking import FullMask, LengthMask, check_mask
 from seqlib.core.tensor import Tensor
 from seqlib.events import EventDispatcher, IntermediateOutput
 from seqlib.nn.containers import ModuleList
 from seqlib.nn.layers import Dropout, LayerNorm, Linear
 from seqlib.nn.module import Module
+from seqlib.residual_norm import residual_layer_norm
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+FUSED_NAMES = {F.relu: "relu", F.gelu: "gelu"}  # the activations bias_activation computes
+FUSED_DTYPES = (dtypes.float32, dtypes.float64)
 
 
 def activation_function(name: str):
@@ -37,9 +42,53 @@ def add_feed_forward(layer: Module, d_model: int, d_ff: int | None, dropout: flo
 
 def feed_forward(layer: Module, x: Tensor, norm: Module) -> Tensor:
     """The feed-forward half of a post-LN layer: ``norm(x + FF(x))`` with
-    ``FF = dropout(linear2(dropout(activation(linear1(x)))))``."""
-    y = layer.dropout(layer.activation(layer.linear1(x)))
-    return norm(x + layer.dropout(layer.linear2(y)))
+    ``FF = dropout(linear2(dropout(activation(linear1(x)))))``.
+
+    ``activation(linear1(x))`` runs as ``bias_activation(F.linear(x, weight), bias)`` (the
+    bias and activation in row blocks on the worker threads) where ``fused_activation`` says
+    that computes the same thing."""
+    activation = fused_activation(layer, x)
+    if activation is None:
+        y = layer.activation(layer.linear1(x))
+    else:
+        linear1 = layer.linear1
+        y = bias_activation(F.linear(x, linear1.weight), linear1.bias, activation)
+    y = layer.dropout(y)
+    return add_norm(norm, x, layer.dropout(layer.linear2(y)))
+
+
+def add_norm(norm: Module, x: Tensor, y: Tensor) -> Tensor:
+    """``norm(x + y)``: one ``residual_layer_norm`` (row blocks on the worker threads) where
+    ``norm`` is a plain one-dimensional LayerNorm without hooks over ``x``'s last dim and
+    ``x``, ``y`` are float32/float64 CPU tensors of one shape and dtype (the parameters'
+    too); else the modules."""
+    weight = norm.weight if type(norm) is LayerNorm else None
+    if (type(norm) is LayerNorm and _plain_call(norm) and not (x.is_cuda or y.is_cuda)
+            and x.dtype in FUSED_DTYPES and x.dtype == y.dtype and x.shape == y.shape
+            and norm.normalized_shape == tuple(x.shape[-1:])
+            and all(p is None or p.dtype == x.dtype for p in (weight, norm.bias))):
+        return residual_layer_norm(x, y, weight, norm.bias, norm.eps)
+    return norm(x + y)
+
+
+def fused_activation(layer: Module, x: Tensor) -> str | None:
+    """The name of ``layer``'s activation when ``bias_activation`` may stand in for
+    ``activation(linear1(x))``: a plain ``Linear`` with a bias and no hooks, F.relu or F.gelu,
+    and a float32/float64 input on the CPU of the parameters' dtype; else None."""
+    linear1 = layer.linear1
+    name = FUSED_NAMES.get(layer.activation)
+    if (name is None or type(linear1) is not Linear or linear1.bias is None
+            or x.is_cuda or x.dtype not in FUSED_DTYPES or not _plain_call(linear1)
+            or linear1.weight.dtype != x.dtype or linear1.bias.dtype != x.dtype):
+        return None
+    return name
+
+
+def _plain_call(module: Module) -> bool:
+    """Whether calling ``module`` runs just its class's ``forward`` (no hooks, no ``forward``
+    set on the instance)."""
+    state = module.__dict__
+    return not (state["_forward_hooks"] or state["_forward_pre_hooks"] or "forward" in state)
 
 
 def _full_masks(x: Tensor, attn_mask, length_mask):
@@ -86,9 +135,10 @@ class TransformerEncoderLayer(Module):
 
     def forward(self, x: Tensor, attn_mask=None, length_mask=None) -> Tensor:
         attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
-        x = x + self.dropout(self.attention(x, x, x, attn_mask=attn_mask,
-                                            query_lengths=length_mask, key_lengths=length_mask))
-        return feed_forward(self, self.norm1(x), self.norm2)
+        attended = self.dropout(self.attention(x, x, x, attn_mask=attn_mask,
+                                               query_lengths=length_mask,
+                                               key_lengths=length_mask))
+        return feed_forward(self, add_norm(self.norm1, x, attended), self.norm2)
 
 
 class TransformerEncoder(_LayerStack):
@@ -140,14 +190,12 @@ class TransformerDecoderLayer(Module):
             memory_mask = FullMask(L, S, device=x.device)
         if memory_length_mask is None:
             memory_length_mask = LengthMask(x.new_full((N,), S, dtype="int64"), S)
-        x = x + self.dropout(self.self_attention(x, x, x, attn_mask=x_mask,
-                                                 query_lengths=x_length_mask,
-                                                 key_lengths=x_length_mask))
-        x = self.norm1(x)
-        x = x + self.dropout(self.cross_attention(x, memory, memory, attn_mask=memory_mask,
-                                                  query_lengths=x_length_mask,
-                                                  key_lengths=memory_length_mask))
-        return feed_forward(self, self.norm2(x), self.norm3)
+        x = add_norm(self.norm1, x, self.dropout(self.self_attention(
+            x, x, x, attn_mask=x_mask, query_lengths=x_length_mask, key_lengths=x_length_mask)))
+        x = add_norm(self.norm2, x, self.dropout(self.cross_attention(
+            x, memory, memory, attn_mask=memory_mask, query_lengths=x_length_mask,
+            key_lengths=memory_length_mask)))
+        return feed_forward(self, x, self.norm3)
 
 
 class TransformerDecoder(_LayerStack):

@@ -1,0 +1,103 @@
+"""``layer_norm(x + y)`` (a residual connection and the LayerNorm after it, as in a post-LN
+transformer) as one Function over row blocks on the worker threads.
+
+Apart, the add is one pass through memory and LayerNorm's forward and backward some five
+each, all on one thread. Here each block of rows is added, normalised, scaled and shifted
+(and in backward: the input's gradient and the weight's and bias's partial sums) while it is in
+cache, by the same array functions as the LayerNorm Function (``layer_norm_rows``,
+``layer_norm_rows_backward``). The sum ``x + y`` is never kept: it is normalised in place into
+the one ``(R, D)`` array backward needs.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from seqlib.core.autograd.function import Function
+from seqlib.core.autograd.grad_mode import is_grad_enabled
+from seqlib.core.functional.normalization import layer_norm_rows, layer_norm_rows_backward
+from seqlib.core.tensor import Tensor
+from seqlib.row_blocks import run_row_blocks
+
+
+class ResidualLayerNorm(Function):
+    """``layer_norm(x + y)`` over the last dim; x and y get the same gradient."""
+
+    half_in_float32 = True  # as LayerNorm: sums of squares overflow float16
+
+    @staticmethod
+    def forward(ctx, x, y, weight, bias, eps):
+        D = x.shape[-1]
+        R = x.size // D if D else 0
+        xr, yr = x.reshape(R, D), y.reshape(R, D)
+        out = numpy.empty((R, D), x.dtype)
+        recording = any(ctx.needs_input_grad) and is_grad_enabled()
+        normalized = numpy.empty_like(out) if recording else None
+        rstd = numpy.empty((R, 1), out.dtype)
+
+        def block(start, stop):
+            rows = (normalized[start:stop] if recording
+                    else numpy.empty((stop - start, D), out.dtype))
+            numpy.add(xr[start:stop], yr[start:stop], out=rows)
+            rstd[start:stop] = layer_norm_rows(rows, weight, bias, eps, in_place=True,
+                                               out=out[start:stop])[2]
+
+        run_row_blocks(block, R, D * out.itemsize)
+        ctx.save_for_backward(normalized, rstd, weight)
+        return out.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        normalized, rstd, weight = ctx.saved_tensors
+        rows = g.reshape(normalized.shape)
+        _, _, need_weight, need_bias = ctx.needs_input_grad[:4]
+        grad = (numpy.empty_like(normalized) if any(ctx.needs_input_grad[:2]) else None)
+
+        def block(start, stop):
+            part = rows[start:stop]
+            n = normalized[start:stop]
+            if grad is not None:
+                layer_norm_rows_backward(part, n, rstd[start:stop], weight, out=grad[start:stop])
+            return (numpy.einsum("rd,rd->d", part, n) if need_weight else None,
+                    part.sum(axis=0) if need_bias else None)
+
+        R, D = normalized.shape
+        sums = run_row_blocks(block, R, D * normalized.itemsize)
+        gw = _total([s[0] for s in sums], normalized) if need_weight else None
+        gb = _total([s[1] for s in sums], normalized) if need_bias else None
+        if grad is not None:
+            grad = grad.reshape(g.shape)
+        need_x, need_y = ctx.needs_input_grad[:2]
+        return grad if need_x else None, grad if need_y else None, gw, gb, None
+
+
+def _total(partials: list, like):
+    """The sum of per-block ``(D,)`` partial sums (zeros when there were no rows)."""
+    return numpy.sum(partials, axis=0) if partials else numpy.zeros(like.shape[1], like.dtype)
+
+
+def residual_layer_norm(x: Tensor, y: Tensor, weight: Tensor | None, bias: Tensor | None,
+                        eps: float = 1e-5) -> Tensor:
+    """``F.layer_norm(x + y, (D,), weight, bias, eps)`` of CPU float tensors of one shape,
+    computed in row blocks on the worker threads.
+
+    Args:
+        x, y: ``(*, D)``, the same shape and float dtype, NumPy-backed.
+        weight, bias: ``(D,)`` or None.
+        eps: added to the variance.
+    Returns:
+        ``(*, D)``.
+    """
+    if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype or x.dtype.kind != "f":
+        raise ValueError(f"residual_layer_norm: x and y must be float tensors of one shape and "
+                         f"dtype, got {tuple(x.shape)} {x.dtype} and {tuple(y.shape)} {y.dtype}")
+    if x.is_cuda or y.is_cuda:
+        raise TypeError("residual_layer_norm: CPU tensors only")
+    if x.ndim == 0:
+        raise ValueError("residual_layer_norm: x and y must have at least one dim")
+    D = x.shape[-1]
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (D,):
+            raise ValueError(f"residual_layer_norm: {name} must have shape ({D},), got "
+                             f"{tuple(p.shape)}")
+    return ResidualLayerNorm.apply(x, y, weight, bias, eps)
