@@ -155,6 +155,11 @@ def test_zero_grad_and_closure():
     assert p.grad.tolist() == [0.0]
     opt.zero_grad()
     assert p.grad is None
+    # as PyTorch: zeroed in place (the same tensor), taken out of autograd
+    grad = sl.ones(1, requires_grad=True)
+    p.grad = grad
+    opt.zero_grad(set_to_none=False)
+    assert p.grad is grad and grad.tolist() == [0.0] and not grad.requires_grad
 
     def closure():
         opt.zero_grad()

@@ -103,15 +103,22 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset the gradients of all optimized parameters (to None, or to zeros)."""
+        """Reset the gradients of all optimized parameters, as PyTorch: to None (the default:
+        nothing is written, and the next backward stores its gradients without adding), or
+        with ``set_to_none=False`` to zeros in place, the gradient first taken out of any graph
+        (``detach_``, so it no longer requires grad)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p._grad is not None:
-                    if set_to_none:
-                        p._grad = None
-                    else:
-                        p._grad._array[...] = 0
-                        p._grad._version[0] += 1
+                grad = p._grad
+                if grad is None:
+                    continue
+                if set_to_none:
+                    p._grad = None
+                    continue
+                if grad.grad_fn is not None or grad._requires_grad:
+                    grad.detach_()
+                grad._array[...] = 0
+                grad._version[0] += 1
 
     def step(self, closure=None):
         """Update the parameters once; ``closure`` re-evaluates and returns the loss."""
