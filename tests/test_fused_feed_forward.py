@@ -28,15 +28,16 @@ WORKERS = st.sampled_from([1, 2, 3])
 @contextlib.contextmanager
 def blocks(block_bytes: int, workers: int):
     """Blocks of ``block_bytes`` bytes on ``workers`` threads (so small inputs get many blocks
-    and tasks, and a remainder block)."""
-    saved_bytes, saved_workers = row_blocks.BLOCK_BYTES, threads._requested
+    and tasks, and a remainder block), whatever BLAS's threads leave free."""
+    saved = row_blocks.BLOCK_BYTES, row_blocks.workers, threads._requested
     row_blocks.BLOCK_BYTES = block_bytes
-    threads.set_num_threads(workers)
+    row_blocks.workers = lambda: workers
+    threads.set_num_threads(workers)  # the pool run_all uses
     try:
         yield
     finally:
-        row_blocks.BLOCK_BYTES = saved_bytes
-        threads.set_num_threads(saved_workers)
+        row_blocks.BLOCK_BYTES, row_blocks.workers = saved[:2]
+        threads.set_num_threads(saved[2])
 
 
 def array(seed: int, shape, dtype, low: float = 0.0):
@@ -129,6 +130,22 @@ def test_bias_activation_saves_nothing_without_grad_and_checks_its_arguments():
         bias_activation(h, b.double(), "gelu")
     with pytest.raises(TypeError, match="float tensor"):
         bias_activation(sl.ones(2, 8, dtype=sl.int64), b, "gelu")
+
+
+@pytest.mark.parametrize("cpus, blas, kernels, expected", [
+    (2, 2, 2, 1),  # BLAS's default, a thread per CPU: blocks in the calling thread
+    (2, 1, 2, 2), (8, 2, 8, 4), (8, 1, 3, 3), (1, 1, 8, 1),
+])
+def test_row_blocks_leave_the_cpus_of_blas_threads(monkeypatch, cpus, blas, kernels, expected):
+    monkeypatch.setattr(threads, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(threads, "blas_threads", lambda: blas)
+    monkeypatch.setattr(threads, "get_num_threads", lambda: kernels)
+    assert row_blocks.workers() == expected
+    seen = []
+    monkeypatch.setattr(threads, "run_all", lambda f, tasks: seen.append(len(tasks)) or
+                        [f(*task) for task in tasks])
+    starts = row_blocks.run_row_blocks(lambda start, stop: start, 10, row_blocks.BLOCK_BYTES)
+    assert starts == list(range(10)) and seen == ([] if expected == 1 else [expected])
 
 
 def test_the_pieces_of_gelu_compose_to_gelu():
