@@ -12,6 +12,11 @@ NOTE: forward saves the activation's slope and nothing else (GELU: ``Phi(u) + u 
 ReLU: a bool mask), so backward is one multiply per element and the pre-activation is never
 kept: storing the slope costs one array, as storing the pre-activation would, and recomputing
 erf in backward would cost a second evaluation of its rational function (about 25 passes).
+
+Dropout after the activation (the feed-forward block's first) folds in: given the mask of kept
+elements (``dropout_keep``, drawn as ``F.dropout`` draws it) and ``scale = 1 / (1 - p)``, the
+output and the saved slope are multiplied by ``keep * scale`` in the same blocks, so the
+dropout costs neither passes of its own nor a saved ``(rows, d_ff)`` scale array.
 """
 
 from __future__ import annotations
@@ -21,28 +26,36 @@ import numpy
 from seqlib.core.autograd.function import Function
 from seqlib.core.autograd.grad_mode import is_grad_enabled
 from seqlib.core.functional.activation import gelu_slope, normal_cdf, relu_array, relu_passes
+from seqlib.core.functional.dropout import dropout_keep
 from seqlib.core.ops._util import select
+from seqlib.core.random import Generator
 from seqlib.core.tensor import Tensor
 from seqlib.row_blocks import run_row_blocks
 
 
 class BiasGELU(Function):
-    """``gelu(h + bias)`` (exact, erf), saving only its slope for backward."""
+    """``gelu(h + bias)`` (exact, erf), then ``* keep * scale`` when a dropout mask is given,
+    saving only the slope for backward."""
 
     half_in_float32 = True  # as GELU: erf's polynomial is fitted for float32 arithmetic
 
     @staticmethod
-    def forward(ctx, h, bias):
+    def forward(ctx, h, bias, keep=None, scale=1.0):
         rows = _rows(h)  # (R, D)
         out = numpy.empty_like(rows)
         slope = numpy.empty_like(rows) if _recording(ctx) else None
+        keep = None if keep is None else keep.reshape(rows.shape)
+        scale = rows.dtype.type(scale)
 
         def block(start, stop):
             u = numpy.add(rows[start:stop], bias, out=out[start:stop])
             cdf = normal_cdf(u)
-            if slope is not None:
-                gelu_slope(u, cdf, out=slope[start:stop])
+            s = None if slope is None else gelu_slope(u, cdf, out=slope[start:stop])
             u *= cdf
+            if keep is not None:
+                for array in (u,) if s is None else (u, s):
+                    array *= keep[start:stop]
+                    array *= scale
 
         run_row_blocks(block, *_size(rows))
         ctx.save_for_backward(slope)
@@ -55,19 +68,27 @@ class BiasGELU(Function):
 
 
 class BiasReLU(Function):
-    """``relu(h + bias)``, saving only where the gradient passes (a bool mask)."""
+    """``relu(h + bias)``, then ``* keep * scale`` when a dropout mask is given, saving only
+    where the gradient passes (a bool mask)."""
 
     @staticmethod
-    def forward(ctx, h, bias):
+    def forward(ctx, h, bias, keep=None, scale=1.0):
         rows = _rows(h)
         out = numpy.empty_like(rows)
         passes = numpy.empty(rows.shape, bool) if _recording(ctx) else None
+        keep = None if keep is None else keep.reshape(rows.shape)
+        ctx.scale = scale = rows.dtype.type(scale) if keep is not None else None
 
         def block(start, stop):
             u = numpy.add(rows[start:stop], bias, out=out[start:stop])
             relu_array(u, out=u)
             if passes is not None:
                 relu_passes(u, out=passes[start:stop])
+                if keep is not None:
+                    passes[start:stop] &= keep[start:stop]
+            if keep is not None:
+                u *= keep[start:stop]
+                u *= scale
 
         run_row_blocks(block, *_size(rows))
         ctx.save_for_backward(passes)
@@ -76,16 +97,21 @@ class BiasReLU(Function):
     @staticmethod
     def backward(ctx, g):
         (passes,) = ctx.saved_tensors
-        return _input_grads(ctx, g, passes, _select)
+        scale = ctx.scale
 
+        def combine(g, passes, out):
+            out = select(passes, g, out=out)
+            if scale is not None:
+                out *= scale
+            return out
 
-def _select(g, passes, out):
-    return select(passes, g, out=out)
+        return _input_grads(ctx, g, passes, combine)
 
 
 def _input_grads(ctx, g, saved, combine):
-    """``(grad of h, grad of bias)``: ``combine(g, saved)`` per block, and its column sums
-    per block (while the block is in cache), added up."""
+    """``(grad of h, grad of bias)`` and None for the dropout mask and scale if given:
+    ``combine(g, saved)`` per block, and its column sums per block (while the block is in
+    cache), added up."""
     rows = g.reshape(saved.shape)
     grad = numpy.empty(saved.shape, g.dtype)
     need_bias = ctx.needs_input_grad[1]
@@ -98,7 +124,7 @@ def _input_grads(ctx, g, saved, combine):
     grad_bias = None
     if need_bias:
         grad_bias = numpy.sum(sums, axis=0) if sums else numpy.zeros(saved.shape[1], g.dtype)
-    return grad.reshape(g.shape), grad_bias
+    return (grad.reshape(g.shape), grad_bias) + (None,) * (len(ctx.needs_input_grad) - 2)
 
 
 def _rows(h):
@@ -120,14 +146,19 @@ def _recording(ctx) -> bool:
 FUNCTIONS = {"gelu": BiasGELU, "relu": BiasReLU}
 
 
-def bias_activation(input: Tensor, bias: Tensor, activation: str) -> Tensor:
-    """``activation(input + bias)`` of a CPU float tensor, computed in row blocks on the
-    worker threads.
+def bias_activation(input: Tensor, bias: Tensor, activation: str, dropout: float = 0.0,
+                    generator: Generator | None = None) -> Tensor:
+    """``F.dropout(activation(input + bias), dropout)`` of a CPU float tensor, computed in row
+    blocks; the dropout mask is drawn as ``F.dropout`` draws it (so a seeded run gives the same
+    mask either way).
 
     Args:
         input: ``(*, D)`` float32 or float64 (or float16, computed in float32) NumPy-backed.
         bias: ``(D,)``, of the input's dtype.
         activation: "gelu" (exact, as ``F.gelu``) or "relu".
+        dropout: the probability of zeroing an element, in ``[0, 1)`` (0: no dropout; pass 0
+            outside training, as ``F.dropout(training=False)`` does nothing).
+        generator: the dropout's ``Generator`` (default: the global one).
     Returns:
         ``(*, D)``.
     """
@@ -140,4 +171,9 @@ def bias_activation(input: Tensor, bias: Tensor, activation: str) -> Tensor:
     if tuple(bias.shape) != (input.shape[-1],) or bias.dtype != input.dtype:
         raise ValueError(f"bias_activation: bias must be ({input.shape[-1]},) of {input.dtype}, "
                          f"got {tuple(bias.shape)} of {bias.dtype}")
-    return FUNCTIONS[activation].apply(input, bias)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"bias_activation: dropout must be in [0, 1), got {dropout}")
+    if dropout == 0.0:
+        return FUNCTIONS[activation].apply(input, bias)
+    keep = dropout_keep(tuple(input.shape), dropout, generator)
+    return FUNCTIONS[activation].apply(input, bias, keep, 1.0 / (1.0 - dropout))

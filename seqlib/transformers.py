@@ -44,17 +44,28 @@ def feed_forward(layer: Module, x: Tensor, norm: Module) -> Tensor:
     """The feed-forward half of a post-LN layer: ``norm(x + FF(x))`` with
     ``FF = dropout(linear2(dropout(activation(linear1(x)))))``.
 
-    ``activation(linear1(x))`` runs as ``bias_activation(F.linear(x, weight), bias)`` (the
-    bias and activation in row blocks on the worker threads) where ``fused_activation`` says
-    that computes the same thing."""
+    ``dropout(activation(linear1(x)))`` runs as one ``bias_activation`` after
+    ``F.linear(x, weight)`` (bias, activation and dropout in row blocks) where
+    ``fused_activation`` and ``foldable_dropout`` say that computes the same thing."""
     activation = fused_activation(layer, x)
-    if activation is None:
-        y = layer.activation(layer.linear1(x))
+    p = foldable_dropout(layer.dropout)
+    if activation is None or p is None:
+        y = layer.dropout(layer.activation(layer.linear1(x)))
     else:
         linear1 = layer.linear1
-        y = bias_activation(F.linear(x, linear1.weight), linear1.bias, activation)
-    y = layer.dropout(y)
+        y = bias_activation(F.linear(x, linear1.weight), linear1.bias, activation, dropout=p)
     return add_norm(norm, x, layer.dropout(layer.linear2(y)))
+
+
+def foldable_dropout(dropout: Module) -> float | None:
+    """The probability that ``bias_activation`` may apply in place of calling ``dropout``
+    (0.0 for an inactive one), or None where it must be called: not a plain ``Dropout``
+    without hooks, or ``p == 1``."""
+    if type(dropout) is not Dropout or not _plain_call(dropout):
+        return None
+    if not dropout.training or dropout.p == 0.0:
+        return 0.0
+    return dropout.p if dropout.p < 1.0 else None
 
 
 def add_norm(norm: Module, x: Tensor, y: Tensor) -> Tensor:

@@ -115,6 +115,42 @@ def test_bias_activation_passes_infinities_and_nans_as_the_plain_functions(activ
         numpy.testing.assert_array_equal(f, e)
 
 
+def seeded(seed: int = 5):
+    return sl.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@given(leading=LEADING, D=st.integers(1, 7), p=st.sampled_from([0.1, 0.5, 0.9]),
+       block_bytes=BLOCK_BYTES, workers=WORKERS)
+def test_bias_activation_with_dropout_gradcheck(activation, leading, D, p, block_bytes,
+                                                workers):
+    b = array(1, (D,), numpy.float64)
+    u = array(0, (*leading, D), numpy.float64, low=1e-2)
+    h = sl.tensor(u.detach().numpy() - b.detach().numpy(), requires_grad=True)
+    with blocks(block_bytes, workers):  # the same mask at every call: a generator seeded anew
+        assert sl.gradcheck(
+            lambda h, b: bias_activation(h, b, activation, p, generator=seeded()), [h, b])
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@pytest.mark.parametrize("dtype, rtol", [(numpy.float32, 1e-6), (numpy.float64, 1e-14)])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_bias_activation_with_dropout_equals_dropout_after_the_activation(activation, dtype,
+                                                                          rtol, p):
+    h, b = array(0, (3, 37, 96), dtype), array(1, (96,), dtype)
+    weights = sl.tensor(numpy.random.default_rng(2).standard_normal(h.shape).astype(dtype))
+    plain = getattr(F, activation)
+    expected = grads(lambda h, b: F.dropout(plain(h + b), p, generator=seeded()), [h, b],
+                     weights)
+    with blocks(4 * 96, 2):
+        found = grads(lambda h, b: bias_activation(h, b, activation, p, generator=seeded()),
+                      [h, b], weights)
+    numpy.testing.assert_array_equal(found[0], expected[0])  # the same mask and scale
+    assert 0 < (found[0] == 0).mean() < 1
+    for f, e in zip(found[1:], expected[1:]):  # g * (slope * scale), not (g * scale) * slope
+        numpy.testing.assert_allclose(f, e, rtol=0, atol=rtol * 111 * numpy.abs(e).max())
+
+
 def test_bias_activation_saves_nothing_without_grad_and_checks_its_arguments():
     h, b = sl.randn(5, 8), sl.randn(8)
     with sl.no_grad():
@@ -130,6 +166,8 @@ def test_bias_activation_saves_nothing_without_grad_and_checks_its_arguments():
         bias_activation(h, b.double(), "gelu")
     with pytest.raises(TypeError, match="float tensor"):
         bias_activation(sl.ones(2, 8, dtype=sl.int64), b, "gelu")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        bias_activation(h, b, "gelu", 1.0)
 
 
 @pytest.mark.parametrize("cpus, blas, kernels, expected", [
@@ -221,13 +259,14 @@ def plain_paths(monkeypatch):
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 @pytest.mark.parametrize("dtype, rtol", [(sl.float32, 1e-6), (sl.float64, 1e-13)])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_encoder_fused_equals_plain_in_value_and_gradients(monkeypatch, activation, dtype,
-                                                           rtol):
+                                                           rtol, dropout):
     sl.set_default_dtype(dtype)
     try:
         model = TransformerEncoderBuilder.from_kwargs(
             n_layers=2, n_heads=2, query_dimensions=8, value_dimensions=8,
-            feed_forward_dimensions=64, dropout=0.0, activation=activation,
+            feed_forward_dimensions=64, dropout=dropout, activation=activation,
             attention_type="causal-linear").get()
         x = sl.randn(3, 50, 16, requires_grad=True)
     finally:
@@ -238,6 +277,7 @@ def test_encoder_fused_equals_plain_in_value_and_gradients(monkeypatch, activati
     def run():
         for t in tensors:
             t.grad = None
+        sl.manual_seed(7)  # the same dropout masks on both paths
         out = model(x, attn_mask=mask)
         graph = names(out)
         (out * out).sum().backward()
@@ -286,6 +326,12 @@ def test_layers_fall_back_to_the_modules_where_fusing_would_change_something():
     norm_handle.remove()
     layer.activation = lambda t: F.gelu(t, approximate="tanh")
     assert transformers.fused_activation(layer, x) is None
+    assert transformers.foldable_dropout(sl.nn.Dropout(0.3)) == 0.3
+    assert transformers.foldable_dropout(sl.nn.Dropout(0.3).eval()) == 0.0
+    assert transformers.foldable_dropout(sl.nn.Dropout(1.0)) is None  # all zeros: the module
+    hooked = sl.nn.Dropout(0.3)
+    hooked.register_forward_pre_hook(lambda m, i: None)
+    assert transformers.foldable_dropout(hooked) is None
 
     class Scaled(sl.nn.LayerNorm):
         def forward(self, input):
