@@ -6,7 +6,8 @@ each, all on one thread. Here each block of rows is added, normalised, scaled an
 (and in backward: the input's gradient and the weight's and bias's partial sums) while it is in
 cache, by the same array functions as the LayerNorm Function (``layer_norm_rows``,
 ``layer_norm_rows_backward``). The sum ``x + y`` is never kept: it is normalised in place into
-the one ``(R, D)`` array backward needs.
+the one ``(R, D)`` array backward needs. A dropout of ``y`` (a sub-layer's output, before the
+residual add) folds in as ``x + y * keep * scale`` with the mask ``F.dropout`` would draw.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ import numpy
 
 from seqlib.core.autograd.function import Function
 from seqlib.core.autograd.grad_mode import is_grad_enabled
+from seqlib.core.functional.dropout import dropout_keep
 from seqlib.core.functional.normalization import layer_norm_rows, layer_norm_rows_backward
+from seqlib.core.random import Generator
 from seqlib.core.tensor import Tensor
 from seqlib.row_blocks import run_row_blocks
 
 
 class ResidualLayerNorm(Function):
-    """``layer_norm(x + y)`` over the last dim; x and y get the same gradient."""
+    """``layer_norm(x + y * keep * scale)`` over the last dim (without a mask:
+    ``layer_norm(x + y)``)."""
 
     half_in_float32 = True  # as LayerNorm: sums of squares overflow float16
 
     @staticmethod
-    def forward(ctx, x, y, weight, bias, eps):
+    def forward(ctx, x, y, weight, bias, eps, keep=None, scale=1.0):
         D = x.shape[-1]
         R = x.size // D if D else 0
         xr, yr = x.reshape(R, D), y.reshape(R, D)
@@ -34,11 +38,18 @@ class ResidualLayerNorm(Function):
         recording = any(ctx.needs_input_grad) and is_grad_enabled()
         normalized = numpy.empty_like(out) if recording else None
         rstd = numpy.empty((R, 1), out.dtype)
+        ctx.keep = keep = None if keep is None else keep.reshape(R, D)
+        ctx.scale = scale = x.dtype.type(scale)
 
         def block(start, stop):
             rows = (normalized[start:stop] if recording
                     else numpy.empty((stop - start, D), out.dtype))
-            numpy.add(xr[start:stop], yr[start:stop], out=rows)
+            if keep is None:
+                numpy.add(xr[start:stop], yr[start:stop], out=rows)
+            else:  # x + y * (keep * scale), as x + dropout(y)
+                numpy.multiply(yr[start:stop], keep[start:stop], out=rows)
+                rows *= scale
+                rows += xr[start:stop]
             rstd[start:stop] = layer_norm_rows(rows, weight, bias, eps, in_place=True,
                                                out=out[start:stop])[2]
 
@@ -49,26 +60,30 @@ class ResidualLayerNorm(Function):
     @staticmethod
     def backward(ctx, g):
         normalized, rstd, weight = ctx.saved_tensors
+        keep, scale = ctx.keep, ctx.scale
         rows = g.reshape(normalized.shape)
-        _, _, need_weight, need_bias = ctx.needs_input_grad[:4]
-        grad = (numpy.empty_like(normalized) if any(ctx.needs_input_grad[:2]) else None)
+        need = ctx.needs_input_grad
+        grad = numpy.empty_like(normalized) if need[0] or need[1] else None
+        grad_y = numpy.empty_like(normalized) if need[1] and keep is not None else grad
 
         def block(start, stop):
-            part = rows[start:stop]
-            n = normalized[start:stop]
+            part, n = rows[start:stop], normalized[start:stop]
             if grad is not None:
-                layer_norm_rows_backward(part, n, rstd[start:stop], weight, out=grad[start:stop])
-            return (numpy.einsum("rd,rd->d", part, n) if need_weight else None,
-                    part.sum(axis=0) if need_bias else None)
+                gx = layer_norm_rows_backward(part, n, rstd[start:stop], weight,
+                                              out=grad[start:stop])
+                if grad_y is not grad:
+                    gy = numpy.multiply(gx, keep[start:stop], out=grad_y[start:stop])
+                    gy *= scale
+            return (numpy.einsum("rd,rd->d", part, n) if need[2] else None,
+                    part.sum(axis=0) if need[3] else None)
 
         R, D = normalized.shape
         sums = run_row_blocks(block, R, D * normalized.itemsize)
-        gw = _total([s[0] for s in sums], normalized) if need_weight else None
-        gb = _total([s[1] for s in sums], normalized) if need_bias else None
-        if grad is not None:
-            grad = grad.reshape(g.shape)
-        need_x, need_y = ctx.needs_input_grad[:2]
-        return grad if need_x else None, grad if need_y else None, gw, gb, None
+        gw = _total([s[0] for s in sums], normalized) if need[2] else None
+        gb = _total([s[1] for s in sums], normalized) if need[3] else None
+        gx = grad.reshape(g.shape) if need[0] else None
+        gy = grad_y.reshape(g.shape) if need[1] else None
+        return (gx, gy, gw, gb) + (None,) * (len(need) - 4)
 
 
 def _total(partials: list, like):
@@ -77,14 +92,19 @@ def _total(partials: list, like):
 
 
 def residual_layer_norm(x: Tensor, y: Tensor, weight: Tensor | None, bias: Tensor | None,
-                        eps: float = 1e-5) -> Tensor:
-    """``F.layer_norm(x + y, (D,), weight, bias, eps)`` of CPU float tensors of one shape,
-    computed in row blocks on the worker threads.
+                        eps: float = 1e-5, dropout: float = 0.0,
+                        generator: Generator | None = None) -> Tensor:
+    """``F.layer_norm(x + F.dropout(y, dropout), (D,), weight, bias, eps)`` of CPU float
+    tensors of one shape, computed in row blocks; the dropout mask is drawn as ``F.dropout``
+    draws it.
 
     Args:
         x, y: ``(*, D)``, the same shape and float dtype, NumPy-backed.
         weight, bias: ``(D,)`` or None.
         eps: added to the variance.
+        dropout: the probability of zeroing an element of ``y``, in ``[0, 1)`` (0: none; pass
+            0 outside training).
+        generator: the dropout's ``Generator`` (default: the global one).
     Returns:
         ``(*, D)``.
     """
@@ -100,4 +120,9 @@ def residual_layer_norm(x: Tensor, y: Tensor, weight: Tensor | None, bias: Tenso
         if p is not None and tuple(p.shape) != (D,):
             raise ValueError(f"residual_layer_norm: {name} must have shape ({D},), got "
                              f"{tuple(p.shape)}")
-    return ResidualLayerNorm.apply(x, y, weight, bias, eps)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"residual_layer_norm: dropout must be in [0, 1), got {dropout}")
+    if dropout == 0.0:
+        return ResidualLayerNorm.apply(x, y, weight, bias, eps)
+    keep = dropout_keep(tuple(y.shape), dropout, generator)
+    return ResidualLayerNorm.apply(x, y, weight, bias, eps, keep, 1.0 / (1.0 - dropout))

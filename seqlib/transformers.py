@@ -54,7 +54,7 @@ def feed_forward(layer: Module, x: Tensor, norm: Module) -> Tensor:
     else:
         linear1 = layer.linear1
         y = bias_activation(F.linear(x, linear1.weight), linear1.bias, activation, dropout=p)
-    return add_norm(norm, x, layer.dropout(layer.linear2(y)))
+    return add_norm(norm, x, layer.linear2(y), layer.dropout)
 
 
 def foldable_dropout(dropout: Module) -> float | None:
@@ -68,18 +68,20 @@ def foldable_dropout(dropout: Module) -> float | None:
     return dropout.p if dropout.p < 1.0 else None
 
 
-def add_norm(norm: Module, x: Tensor, y: Tensor) -> Tensor:
-    """``norm(x + y)``: one ``residual_layer_norm`` (row blocks on the worker threads) where
-    ``norm`` is a plain one-dimensional LayerNorm without hooks over ``x``'s last dim and
-    ``x``, ``y`` are float32/float64 CPU tensors of one shape and dtype (the parameters'
-    too); else the modules."""
+def add_norm(norm: Module, x: Tensor, y: Tensor, dropout: Module | None = None) -> Tensor:
+    """``norm(x + dropout(y))``: one ``residual_layer_norm`` (row blocks, the dropout folded
+    in) where ``norm`` is a plain one-dimensional LayerNorm without hooks over ``x``'s last
+    dim, ``dropout`` is None or foldable (``foldable_dropout``) and ``x``, ``y`` are
+    float32/float64 CPU tensors of one shape and dtype (the parameters' too); else the
+    modules."""
+    p = 0.0 if dropout is None else foldable_dropout(dropout)
     weight = norm.weight if type(norm) is LayerNorm else None
-    if (type(norm) is LayerNorm and _plain_call(norm) and not (x.is_cuda or y.is_cuda)
-            and x.dtype in FUSED_DTYPES and x.dtype == y.dtype and x.shape == y.shape
-            and norm.normalized_shape == tuple(x.shape[-1:])
-            and all(p is None or p.dtype == x.dtype for p in (weight, norm.bias))):
-        return residual_layer_norm(x, y, weight, norm.bias, norm.eps)
-    return norm(x + y)
+    if (p is not None and type(norm) is LayerNorm and _plain_call(norm)
+            and not (x.is_cuda or y.is_cuda) and x.dtype in FUSED_DTYPES and x.dtype == y.dtype
+            and x.shape == y.shape and norm.normalized_shape == tuple(x.shape[-1:])
+            and all(param is None or param.dtype == x.dtype for param in (weight, norm.bias))):
+        return residual_layer_norm(x, y, weight, norm.bias, norm.eps, dropout=p)
+    return norm(x + (y if dropout is None else dropout(y)))
 
 
 def fused_activation(layer: Module, x: Tensor) -> str | None:
@@ -146,10 +148,9 @@ class TransformerEncoderLayer(Module):
 
     def forward(self, x: Tensor, attn_mask=None, length_mask=None) -> Tensor:
         attn_mask, length_mask = _full_masks(x, attn_mask, length_mask)
-        attended = self.dropout(self.attention(x, x, x, attn_mask=attn_mask,
-                                               query_lengths=length_mask,
-                                               key_lengths=length_mask))
-        return feed_forward(self, add_norm(self.norm1, x, attended), self.norm2)
+        attended = self.attention(x, x, x, attn_mask=attn_mask, query_lengths=length_mask,
+                                  key_lengths=length_mask)
+        return feed_forward(self, add_norm(self.norm1, x, attended, self.dropout), self.norm2)
 
 
 class TransformerEncoder(_LayerStack):
@@ -201,11 +202,12 @@ class TransformerDecoderLayer(Module):
             memory_mask = FullMask(L, S, device=x.device)
         if memory_length_mask is None:
             memory_length_mask = LengthMask(x.new_full((N,), S, dtype="int64"), S)
-        x = add_norm(self.norm1, x, self.dropout(self.self_attention(
-            x, x, x, attn_mask=x_mask, query_lengths=x_length_mask, key_lengths=x_length_mask)))
-        x = add_norm(self.norm2, x, self.dropout(self.cross_attention(
+        x = add_norm(self.norm1, x, self.self_attention(
+            x, x, x, attn_mask=x_mask, query_lengths=x_length_mask, key_lengths=x_length_mask),
+            self.dropout)
+        x = add_norm(self.norm2, x, self.cross_attention(
             x, memory, memory, attn_mask=memory_mask, query_lengths=x_length_mask,
-            key_lengths=memory_length_mask)))
+            key_lengths=memory_length_mask), self.dropout)
         return feed_forward(self, x, self.norm3)
 
 

@@ -237,6 +237,33 @@ def test_residual_layer_norm_equals_add_then_layer_norm(dtype, rtol, block_bytes
     numpy.testing.assert_array_equal(found[1], found[2])  # x and y get the same gradient
 
 
+@given(leading=LEADING, D=st.integers(1, 7), p=st.sampled_from([0.2, 0.7]),
+       block_bytes=BLOCK_BYTES, workers=WORKERS)
+def test_residual_layer_norm_with_dropout_gradcheck(leading, D, p, block_bytes, workers):
+    x, y = array(0, (*leading, D), numpy.float64), array(1, (*leading, D), numpy.float64)
+    weight, bias = array(2, (D,), numpy.float64), array(3, (D,), numpy.float64)
+    with blocks(block_bytes, workers):
+        assert sl.gradcheck(lambda *a: residual_layer_norm(*a, dropout=p, generator=seeded()),
+                            [x, y, weight, bias])
+
+
+@pytest.mark.parametrize("dtype, rtol", [(numpy.float32, 1e-6), (numpy.float64, 1e-14)])
+def test_residual_layer_norm_with_dropout_equals_add_of_dropout_then_layer_norm(dtype, rtol):
+    x, y = array(0, (4, 33, 40), dtype), array(1, (4, 33, 40), dtype)
+    weight, bias = array(2, (40,), dtype), array(3, (40,), dtype)
+    g = sl.tensor(numpy.random.default_rng(4).standard_normal(x.shape).astype(dtype))
+    expected = grads(lambda x, y, w, b: F.layer_norm(x + F.dropout(y, 0.3, generator=seeded()),
+                                                     (40,), w, b), [x, y, weight, bias], g)
+    with blocks(4 * 40 * 8, 2):
+        found = grads(lambda *a: residual_layer_norm(*a, dropout=0.3, generator=seeded()),
+                      [x, y, weight, bias], g)
+    for f, e in zip(found, expected):
+        numpy.testing.assert_allclose(f, e, rtol=0, atol=rtol * 10 * numpy.abs(e).max())
+    dropped = found[2] == 0  # y's gradient is zero exactly where its element was dropped
+    assert 0.2 < dropped.mean() < 0.4
+    numpy.testing.assert_array_equal(dropped, expected[2] == 0)
+
+
 def test_residual_layer_norm_checks_its_arguments():
     x = sl.randn(2, 3)
     with pytest.raises(ValueError, match="one shape"):
@@ -254,7 +281,8 @@ def test_residual_layer_norm_checks_its_arguments():
 
 def plain_paths(monkeypatch):
     monkeypatch.setattr(transformers, "fused_activation", lambda layer, x: None)
-    monkeypatch.setattr(transformers, "add_norm", lambda norm, x, y: norm(x + y))
+    monkeypatch.setattr(transformers, "add_norm", lambda norm, x, y, dropout=None:
+                        norm(x + (y if dropout is None else dropout(y))))
 
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
@@ -288,9 +316,11 @@ def test_encoder_fused_equals_plain_in_value_and_gradients(monkeypatch, activati
         graph, fused = run()
         assert {"BiasGELUBackward" if activation == "gelu" else "BiasReLUBackward",
                 "ResidualLayerNormBackward"} <= graph
+        assert "DropoutBackward" not in graph  # every dropout of the layers folded in
         plain_paths(monkeypatch)
         graph, plain = run()
         assert not fused_names & graph
+        assert ("DropoutBackward" in graph) == (dropout > 0)
     for f, p in zip(fused, plain):
         numpy.testing.assert_allclose(f, p, rtol=0, atol=rtol * 100 * numpy.abs(p).max())
 
