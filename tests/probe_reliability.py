@@ -460,6 +460,7 @@ def _train(text: str, *extra) -> int:
     script = Path(__file__).resolve().parents[1] / "examples" / "train_lm.py"
     result = subprocess.run(
         [sys.executable, str(script), "--data", str(directory / "data.txt"), "--steps", "2",
+         "--tokenizer", "char",
          "--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16",
          "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5", "--out",
          str(directory / "run"), *extra], capture_output=True, text=True, timeout=120)

@@ -29,8 +29,9 @@ import seqlib.distributed as dist
 TESTS = Path(__file__).resolve().parent
 DRIVER, SAMPLE = TESTS / "train_lm_job.py", str(TESTS / "data" / "hamlet_sample.txt")
 # tests/test_examples.py's tiny model, with 4 windows per step: 2 for each of the processes
-TINY = ["--data", SAMPLE, "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-        "--block-size", "16", "--batch-size", "4", "--eval-batches", "2", "--sample-tokens", "5",
+TINY = ["--data", SAMPLE, "--tokenizer", "char", "--d-model", "16", "--n-layers", "1",
+        "--n-heads", "2", "--block-size", "16",
+        "--batch-size", "4", "--eval-batches", "2", "--sample-tokens", "5",
         "--steps", "6", "--warmup", "2", "--eval-every", "3", "--checkpoint-every", "4"]
 # Dropout 0 where one process is compared with two: each process draws its own dropout masks
 # (dist.rank_seed), so with dropout the two runs would differ by their masks, not by arithmetic.

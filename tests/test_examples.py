@@ -13,8 +13,9 @@ import pytest
 from scripts import EXAMPLES, help_text, options, scripts
 
 SAMPLE = str(Path(__file__).parent / "data" / "hamlet_sample.txt")
-TINY = ["--data", SAMPLE, "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-        "--block-size", "16", "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5"]
+TINY = ["--data", SAMPLE, "--tokenizer", "char", "--d-model", "16", "--n-layers", "1",
+        "--n-heads", "2", "--block-size", "16",
+        "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5"]
 
 
 @pytest.fixture
@@ -60,8 +61,8 @@ def test_train_lm_runs_two_steps_and_saves_a_model(tmp_path, model, example, cap
 
 def test_train_lm_with_sentencepiece_and_resume(tmp_path, example, capsys):
     train_lm = example("train_lm")
-    common = ["--out", str(tmp_path), "--tokenizer", "sentencepiece", "--vocab-size", "400",
-              "--checkpoint-every", "1", *TINY]
+    common = [*TINY, "--out", str(tmp_path), "--tokenizer", "sentencepiece", "--vocab-size",
+              "400", "--checkpoint-every", "1"]
     result = train_lm.main(["--steps", "2", *common])
     assert (tmp_path / "tokenizer.model").is_file()
     # a token spans more than one character: fewer bits per character than per token
@@ -106,7 +107,7 @@ def test_train_lm_resume_takes_the_model_and_tokenizer_from_out(tmp_path, exampl
 
 
 @pytest.mark.parametrize("flag, value, saved", [("--d-model", "32", "16"),
-                                                ("--model", "softmax", "linear"),
+                                                ("--model", "softmax", "gated-linear"),
                                                 ("--tokenizer", "sentencepiece", "char")])
 def test_train_lm_resume_refuses_a_flag_that_changes_the_model(tmp_path, example, flag, value,
                                                                saved):

@@ -25,8 +25,9 @@ from seqlib.checkpoint import DeferredInterrupt
 TESTS = Path(__file__).resolve().parent
 TRAIN_LM, DRIVER = TESTS.parent / "examples" / "train_lm.py", TESTS / "interrupt_train_lm.py"
 SAMPLE = str(TESTS / "data" / "hamlet_sample.txt")
-TINY = ["--data", SAMPLE, "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-        "--block-size", "16", "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5",
+TINY = ["--data", SAMPLE, "--tokenizer", "char", "--d-model", "16", "--n-layers", "1",
+        "--n-heads", "2", "--block-size", "16",
+        "--batch-size", "2", "--eval-batches", "1", "--sample-tokens", "5",
         "--dropout", "0.1", "--warmup", "3"]  # dropout: the default generator matters too
 STEPS = 12
 LOOP = [*TINY, "--steps", str(STEPS), "--eval-every", "5", "--checkpoint-every", "4"]

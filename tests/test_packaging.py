@@ -115,7 +115,8 @@ def test_main_job_script_runs_against_the_installed_wheel(fresh_install, tmp_pat
     python, _, _ = fresh_install
     sample = ROOT / "tests" / "data" / "hamlet_sample.txt"
     output = _run([str(python), str(ROOT / "examples" / "train_lm.py"), "--data", str(sample),
-                   "--steps", "2", "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-                   "--block-size", "16", "--batch-size", "2", "--eval-batches", "1",
+                   "--tokenizer", "char", "--steps", "2", "--d-model", "16", "--n-layers", "1",
+                   "--n-heads", "2", "--block-size", "16",
+                   "--batch-size", "2", "--eval-batches", "1",
                    "--sample-tokens", "5", "--out", str(tmp_path / "run")], tmp_path)
     assert "--- sample ---" in output
