@@ -114,8 +114,9 @@ def main(argv=None) -> dict:
             model(x, attn_mask=mask)
 
     lm_train, peer_train = language_model_steps(args, sl, numpy)
-    cases = {"seqlib": lm_train} | ({"torch + fast-transformers": peer_train}
-                                    if peer_train else {})
+    cases = {"seqlib": lm_train, "GEMM floor": gemm_floor(lm_train.model, args, numpy)}
+    if peer_train:
+        cases["torch + fast-transformers"] = peer_train
     lm = alternate(cases, args.repeat, 2)
 
     token = sl.randn(1, args.d_model)
@@ -145,6 +146,7 @@ def main(argv=None) -> dict:
     results = {
         "LM training step ms": lm["seqlib"],
         "LM training tokens/s": tokens / (lm["seqlib"] / 1e3),
+        "LM training GEMM floor ms": lm["GEMM floor"],
     }
     if peer_train:
         peer_ms = lm["torch + fast-transformers"]
@@ -185,6 +187,8 @@ def language_model_steps(args, sl, numpy):
         model(inputs, targets)[1].backward()
         optimizer.step()
 
+    seqlib_step.model = model
+
     try:
         import torch
     except ImportError:
@@ -207,6 +211,24 @@ def language_model_steps(args, sl, numpy):
         peer_optimizer.step()
 
     return seqlib_step, peer_step
+
+
+def gemm_floor(model, args, numpy):
+    """The training step's GEMMs alone, as NumPy runs them: per Linear (and the tied head) of
+    ``model``, ``x W^T`` forward and ``g W``, ``g^T x`` backward, over the step's rows. No
+    fusing of the rest of the step removes this time (the model's FLOPs are the peer's)."""
+    rows = args.batch * args.length
+    rng = numpy.random.default_rng(0)
+    shapes = [m.weight.shape for m in model.modules() if type(m).__name__ == "Linear"]
+    operands = [(rng.standard_normal((rows, n_in), numpy.float32),
+                 rng.standard_normal((n_out, n_in), numpy.float32),
+                 rng.standard_normal((rows, n_out), numpy.float32)) for n_out, n_in in shapes]
+
+    def gemms():
+        for x, w, g in operands:
+            x @ w.T, g @ w, g.T @ x
+
+    return gemms
 
 
 def peer_versions(peer) -> dict:
