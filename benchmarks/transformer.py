@@ -114,7 +114,8 @@ def main(argv=None) -> dict:
             model(x, attn_mask=mask)
 
     lm_train, peer_train = language_model_steps(args, sl, numpy)
-    cases = {"seqlib": lm_train, "GEMM floor": gemm_floor(lm_train.model, args, numpy)}
+    cases = {"seqlib": lm_train, "GEMM floor": gemm_floor(lm_train.model, args, numpy),
+             "causal products": causal_products(args, numpy)}
     if peer_train:
         cases["torch + fast-transformers"] = peer_train
     lm = alternate(cases, args.repeat, 2)
@@ -147,6 +148,7 @@ def main(argv=None) -> dict:
         "LM training step ms": lm["seqlib"],
         "LM training tokens/s": tokens / (lm["seqlib"] / 1e3),
         "LM training GEMM floor ms": lm["GEMM floor"],
+        "LM training causal products ms": lm["causal products"],
     }
     if peer_train:
         peer_ms = lm["torch + fast-transformers"]
@@ -229,6 +231,25 @@ def gemm_floor(model, args, numpy):
             x @ w.T, g @ w, g.T @ x
 
     return gemms
+
+
+def causal_products(args, numpy):
+    """The step's causal products alone (forward and backward, every layer), as the kernel
+    computes them for causal linear attention: values with the normaliser's column of ones."""
+    from seqlib import kernels
+
+    head = args.d_model // args.heads
+    shape = (args.batch, args.heads, args.length)
+    rng = numpy.random.default_rng(0)
+    q, k = (rng.random((*shape, head), numpy.float32) for _ in range(2))
+    v, g = (rng.standard_normal((*shape, head + 1), numpy.float32) for _ in range(2))
+
+    def products():
+        for _ in range(args.layers):
+            saved = kernels.causal_dot_product(q, k, v, keep_for_backward=True).saved
+            kernels.causal_dot_product_backward(q, k, v, g, saved=saved)
+
+    return products
 
 
 def peer_versions(peer) -> dict:
