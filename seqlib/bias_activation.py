@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy
 
 from seqlib.core.autograd.function import Function
-from seqlib.core.autograd.grad_mode import is_grad_enabled
 from seqlib.core.functional.activation import gelu_slope, normal_cdf, relu_array, relu_passes
 from seqlib.core.functional.dropout import dropout_keep
 from seqlib.core.ops._util import select
@@ -139,8 +138,8 @@ def _size(rows) -> tuple:
 
 
 def _recording(ctx) -> bool:
-    """Whether backward can run: some input needs a gradient and grad mode is on."""
-    return any(ctx.needs_input_grad) and is_grad_enabled()
+    """Whether backward can run: some input needs a gradient (none does under no_grad)."""
+    return any(ctx.needs_input_grad)
 
 
 FUNCTIONS = {"gelu": BiasGELU, "relu": BiasReLU}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy
 
 from seqlib.core.autograd.function import Function
-from seqlib.core.autograd.grad_mode import is_grad_enabled
 from seqlib.core.functional.dropout import dropout_keep
 from seqlib.core.functional.normalization import layer_norm_rows, layer_norm_rows_backward
 from seqlib.core.random import Generator
@@ -35,7 +34,7 @@ class ResidualLayerNorm(Function):
         R = x.size // D if D else 0
         xr, yr = x.reshape(R, D), y.reshape(R, D)
         out = numpy.empty((R, D), x.dtype)
-        recording = any(ctx.needs_input_grad) and is_grad_enabled()
+        recording = any(ctx.needs_input_grad)  # none under no_grad
         normalized = numpy.empty_like(out) if recording else None
         rstd = numpy.empty((R, 1), out.dtype)
         ctx.keep = keep = None if keep is None else keep.reshape(R, D)

@@ -19,7 +19,7 @@ class Function:
 
     # Per-node state. Class-level defaults keep creating a node cheap: most ops run without
     # recording a graph, and those that do only set what they need.
-    needs_input_grad = ()  # one bool per positional input
+    needs_input_grad = ()  # one bool per positional input; all False under no_grad
     _edges = ()  # per input: None | (node, output_nr) | leaf Tensor
     _saved = None  # arrays saved for backward
     _saved_versions = ()  # per saved array: (version counter, version) or None
@@ -106,10 +106,11 @@ class Function:
         raw = []
         needs = []
         wants_grad = False
+        enabled = _GradMode.enabled  # under no_grad nothing needs a gradient: forward saves none
         for a in args:
             if isinstance(a, Tensor):
                 raw.append(a._array)
-                needs.append(a._requires_grad)
+                needs.append(a._requires_grad and enabled)
                 wants_grad = wants_grad or a._requires_grad
             else:
                 raw.append(a)
