@@ -58,14 +58,15 @@ class CausalLinearAttend(Function):
     the feature map, the move to the kernel's ``(N, H, L, *)`` layout, a column of ones
     appended to V (so the product's last column is the normaliser ``phi(q_i) . sum_{j<=i}
     phi(k_j)``), the causal product and the division, each written straight into its
-    destination's layout. Backward mirrors it. Forward and backward are the kernels'; the
-    feature map is the array pair of ``ActivationFunctionFeatureMap.array_pair``, or None
-    when queries and keys are features already."""
+    destination's layout. Backward mirrors it. Forward and backward are the kernels' (the
+    decayed product's with a fixed per-head ``log_decay``, retention); the feature map is the
+    array pair of ``ActivationFunctionFeatureMap.array_pair``, or None when queries and keys
+    are features already."""
 
     half_in_float32 = True
 
     @staticmethod
-    def forward(ctx, q, k, v, key_mask, eps, feature_map, chunk_size):
+    def forward(ctx, q, k, v, key_mask, log_decay, eps, feature_map, chunk_size):
         xp = get_array_module(q)
         N, L, H, E = q.shape
         M = v.shape[-1]
@@ -81,21 +82,25 @@ class CausalLinearAttend(Function):
         V[..., :M] = v.transpose(0, 2, 1, 3)
         V[..., M] = 1
         keep = any(ctx.needs_input_grad)
-        result = kernels.causal_dot_product(Q, K, V, chunk_size=chunk_size,
-                                            keep_for_backward=keep)
+        if log_decay is None:
+            result = kernels.causal_dot_product(Q, K, V, chunk_size=chunk_size,
+                                                keep_for_backward=keep)
+        else:
+            result = kernels.decayed_dot_product(Q, K, V, log_decay, chunk_size=chunk_size,
+                                                 keep_for_backward=keep)
         product = result.out  # (N, H, L, M + 1): numerators, then the normaliser
         product[..., M:] += eps
         out = xp.empty((N, L, H, M), q.dtype)
         xp.divide(product[..., :M], product[..., M:], out=out.transpose(0, 2, 1, 3))
         if keep:
-            ctx.save_for_backward(Q, K, V, product, key_mask)
+            ctx.save_for_backward(Q, K, V, product, key_mask, log_decay)
             ctx.feature_map, ctx.chunk_size, ctx.kernel_saved = (feature_map, chunk_size,
                                                                  result.saved)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        Q, K, V, product, key_mask = ctx.saved_tensors
+        Q, K, V, product, key_mask, log_decay = ctx.saved_tensors
         xp = get_array_module(g)
         N, H, L, E = Q.shape
         M = V.shape[-1] - 1
@@ -109,9 +114,14 @@ class CausalLinearAttend(Function):
         xp.einsum("nhlm,nhlm->nhl", grad_product[..., :M], numerators, out=last)
         last /= normaliser[..., 0]
         xp.negative(last, out=last)
-        grads = kernels.causal_dot_product_backward(Q, K, V, grad_product,
-                                                    chunk_size=ctx.chunk_size,
-                                                    saved=ctx.kernel_saved)
+        if log_decay is None:
+            grads = kernels.causal_dot_product_backward(Q, K, V, grad_product,
+                                                        chunk_size=ctx.chunk_size,
+                                                        saved=ctx.kernel_saved)
+        else:
+            grads = kernels.decayed_dot_product_backward(Q, K, V, log_decay, grad_product,
+                                                         chunk_size=ctx.chunk_size,
+                                                         saved=ctx.kernel_saved)
         grad_k = grads.k
         if key_mask is not None:
             grad_k *= key_mask[:, None, :, None]
@@ -119,7 +129,7 @@ class CausalLinearAttend(Function):
         dq, dk = (_to_input_layout(xp, ctx.feature_map, features, grad) if need else None
                   for need, features, grad in ((need_q, Q, grads.q), (need_k, K, grad_k)))
         dv = grads.v[..., :M].transpose(0, 2, 1, 3).copy() if need_v else None
-        return dq, dk, dv, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None
 
 
 def _to_input_layout(xp, feature_map, features, grad):
@@ -134,7 +144,8 @@ def _to_input_layout(xp, feature_map, features, grad):
 
 
 def causal_linear_attend(queries: Tensor, keys: Tensor, values: Tensor, eps: float,
-                         feature_map=None, key_mask=None, chunk_size: int | None = None):
+                         feature_map=None, key_mask=None, chunk_size: int | None = None,
+                         log_decay: Tensor | None = None):
     """Normalised causal linear attention, ``V'_i = phi(q_i) sum_{j<=i} phi(k_j)^T v_j /
     (phi(q_i) . sum_{j<=i} phi(k_j) + eps)``, as one Function.
 
@@ -146,8 +157,10 @@ def causal_linear_attend(queries: Tensor, keys: Tensor, values: Tensor, eps: flo
             or None.
         key_mask: None, or an ``(N, L)`` tensor of 0/1 that zeroes the features of padded keys.
         chunk_size: as for ``causal_dot_product``.
+        log_decay: None, or a fixed ``(H,)`` log decay per head of numerator and normaliser
+            alike (retention: ``S_t = gamma S_{t-1} + phi(k_t)^T v_t``); not differentiated.
     Returns:
         ``(N, L, H, M)``.
     """
-    return CausalLinearAttend.apply(queries, keys, values, key_mask, eps, feature_map,
-                                    chunk_size)
+    return CausalLinearAttend.apply(queries, keys, values, key_mask, log_decay, eps,
+                                    feature_map, chunk_size)

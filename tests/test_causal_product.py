@@ -201,14 +201,18 @@ def test_permuted_inputs_and_every_thread_split_match_naive(workers, N, H):
         numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def naive_linear_attention(q, k, v, eps, mask=None, feature=True):
-    """Causal linear attention on (N, L, H, *) arrays by the quadratic formula."""
+def naive_linear_attention(q, k, v, eps, mask=None, feature=True, gamma=None):
+    """Causal linear attention on (N, L, H, *) arrays by the quadratic formula, with an
+    optional decay ``gamma (H,)`` of both sums (``gamma^(i - j)``)."""
     if feature:
         q, k = (numpy.where(x > 0, x + 1, numpy.exp(numpy.minimum(x, 0))) for x in (q, k))
     if mask is not None:
         k = k * mask[:, :, None, None]
     L = q.shape[1]
     scores = numpy.einsum("nlhd,nshd->nhls", q, k) * numpy.tril(numpy.ones((L, L)))
+    if gamma is not None:
+        lags = numpy.maximum(numpy.arange(L)[:, None] - numpy.arange(L)[None], 0)
+        scores = scores * gamma[:, None, None] ** lags
     numerators = numpy.einsum("nhls,nshm->nlhm", scores, v)
     return numerators / (scores.sum(-1).transpose(0, 2, 1)[..., None] + eps)
 
@@ -218,8 +222,9 @@ ATTEND_SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 20), st.integers(1, 
 
 
 @given(shape=ATTEND_SHAPES, mapped=st.booleans(), masked=st.booleans(),
-       chunk=st.sampled_from([None, 1, 4]))
-def test_causal_linear_attend_matches_naive_and_gradchecks(shape, mapped, masked, chunk):
+       chunk=st.sampled_from([None, 1, 4]), decayed=st.booleans())
+def test_causal_linear_attend_matches_naive_and_gradchecks(shape, mapped, masked, chunk,
+                                                           decayed):
     from seqlib.causal_product import causal_linear_attend
     from seqlib.feature_maps import elu_feature_map
 
@@ -234,12 +239,14 @@ def test_causal_linear_attend_matches_naive_and_gradchecks(shape, mapped, masked
     pair = elu_feature_map(E).array_pair() if mapped else None
     tensors = [sl.tensor(a, requires_grad=True) for a in (q, k, v)]
     key_mask = None if mask is None else sl.tensor(mask)
+    gamma = rng.uniform(0.5, 1.0, H) if decayed else None
+    log_decay = None if gamma is None else sl.tensor(numpy.log(gamma))
 
     def fn(q, k, v):
-        return causal_linear_attend(q, k, v, 1e-6, pair, key_mask, chunk)
+        return causal_linear_attend(q, k, v, 1e-6, pair, key_mask, chunk, log_decay)
 
     numpy.testing.assert_allclose(fn(*tensors).detach().numpy(),
-                                  naive_linear_attention(q, k, v, 1e-6, mask, mapped),
+                                  naive_linear_attention(q, k, v, 1e-6, mask, mapped, gamma),
                                   rtol=1e-10, atol=1e-12)
     sl.gradcheck(fn, tensors)
 

@@ -42,18 +42,28 @@ class CausalLinearAttention(FeatureMapAttention):
                 "CausalLinearAttention only supports full lower triangular masks "
                 "(TriangularCausalMask)"
             )
-        self.feature_map.new_feature_map(queries.device)
-        L = queries.shape[1]
-        pair = fused_feature_map(self.feature_map)
-        if pair is not None and keys.shape[1] == L:  # the map inside the Function
-            mask = None
-            if key_lengths is not None and not key_lengths.all_ones:
-                mask = key_lengths.float_matrix.to(queries.dtype)
-            return causal_linear_attend(queries, keys, values, self.eps, pair, mask)
-        Q = self.feature_map.forward_queries(queries)
-        K = self.masked_keys(keys, key_lengths)
-        K, values = _match_length(K, values, L)
-        return causal_linear_attend(Q, K, values, self.eps)
+        return normalized_attention(self, queries, keys, values, key_lengths)
+
+
+def normalized_attention(attention: FeatureMapAttention, queries: Tensor, keys: Tensor,
+                         values: Tensor, key_lengths, log_decay: Tensor | None = None) -> Tensor:
+    """``attention``'s (a FeatureMapAttention's) normalised causal linear attention, with an
+    optional fixed per-head log decay (retention): the feature map inside the one Function
+    where it has an array pair and keys and queries are as long, else the map's modules
+    first."""
+    attention.feature_map.new_feature_map(queries.device)
+    L = queries.shape[1]
+    pair = fused_feature_map(attention.feature_map)
+    if pair is not None and keys.shape[1] == L:
+        mask = None
+        if key_lengths is not None and not key_lengths.all_ones:
+            mask = key_lengths.float_matrix.to(queries.dtype)
+        return causal_linear_attend(queries, keys, values, attention.eps, pair, mask,
+                                    log_decay=log_decay)
+    Q = attention.feature_map.forward_queries(queries)
+    K = attention.masked_keys(keys, key_lengths)
+    K, values = _match_length(K, values, L)
+    return causal_linear_attend(Q, K, values, attention.eps, log_decay=log_decay)
 
 
 def _match_length(keys: Tensor, values: Tensor, length: int):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from seqlib.attention.causal_linear_attention import _match_length
+from seqlib.attention.causal_linear_attention import normalized_attention
 from seqlib.attention_registry import (
     AttentionRegistry,
     Callable,
@@ -100,14 +100,8 @@ class CausalRetention(FeatureMapAttention):
         if not attn_mask.lower_triangular:
             raise RuntimeError("CausalRetention only supports full lower triangular masks "
                                "(TriangularCausalMask)")
-        self.feature_map.new_feature_map(queries.device)
-        Q = self.feature_map.forward_queries(queries)
-        K = self.masked_keys(keys, key_lengths)
-        K, values = _match_length(K, values, queries.shape[1])
-        product = self.decayed_product(Q, K, values)  # (N, H, L, M + 1)
-        M = values.shape[-1]
-        out = product[..., :M] / (product[..., M:] + self.eps)
-        return out.permute(0, 2, 1, 3).contiguous()
+        return normalized_attention(self, queries, keys, values, key_lengths,
+                                    self.log_decays(queries.shape[2], queries))
 
     def decayed_product(self, Q: Tensor, K: Tensor, values: Tensor, final_state: bool = False):
         """The decayed product of features ``Q, K (N, L, H, D)`` and ``[values | 1]``:
